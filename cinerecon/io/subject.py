@@ -1,0 +1,98 @@
+"""A subject's cine NIfTI files: names, loading and validation.
+
+Layout of a subject folder (UK Biobank conversions use the same names):
+`sa.nii.gz` (X, Y, Z, T), `la_{2,3,4}ch.nii.gz` (X, Y, 1, T), optional labels
+`label_sa.nii.gz`, `label_la_{2,3,4}ch.nii.gz` with the image's shape and affine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cinerecon.io.nifti import InputError, frame_interval, load_nifti
+from cinerecon.labels import LAX_LABELS, LAX_VIEWS, SAX_LABELS
+
+VIEWS = ("sa",) + tuple(f"la_{v}" for v in LAX_VIEWS)
+MIN_SPACING_MM, MAX_SPACING_MM = 0.2, 25.0
+
+
+def image_name(view: str) -> str:
+    return f"{view}.nii.gz"
+
+
+def label_name(view: str) -> str:
+    return f"label_{view}.nii.gz"
+
+
+def allowed_labels(view: str) -> set[int]:
+    return {0, *(SAX_LABELS if view == "sa" else LAX_LABELS)}
+
+
+def validate_image(subject: str, path, data: np.ndarray, affine: np.ndarray, view: str) -> None:
+    """Raise InputError if a cine cannot be used (dims, geometry, content)."""
+    def fail(reason):
+        raise InputError(subject, path, reason)
+
+    if data.ndim != 4:
+        fail(f"expected a 4D cine (X, Y, Z, T), got shape {data.shape}")
+    nx, ny, nz, nt = data.shape
+    if view == "sa" and nz < 2:
+        fail(f"SAX stack has {nz} slice(s); need at least 2")
+    if view != "sa" and nz != 1:
+        fail(f"LAX view must have one slice (Z = 1), got Z = {nz}")
+    if nt < 2:
+        fail(f"cine has {nt} frame(s); need at least 2")
+    if min(nx, ny) < 16:
+        fail(f"in-plane matrix {nx}x{ny} is too small")
+    if not np.all(np.isfinite(affine)):
+        fail("affine contains non-finite values")
+    if abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+        fail("affine is singular")
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    if np.any(spacing < MIN_SPACING_MM) or np.any(spacing > MAX_SPACING_MM):
+        fail(f"voxel spacing {np.round(spacing, 3).tolist()} mm is implausible")
+    if np.issubdtype(data.dtype, np.floating) and not np.all(np.isfinite(data)):
+        fail("image contains NaN or infinite values")
+    if not np.any(data):
+        fail("image is all zeros")
+
+
+def validate_labels(subject: str, path, labels: np.ndarray, affine: np.ndarray, view: str,
+                    image_shape: tuple, image_affine: np.ndarray) -> None:
+    """Raise InputError if a label map does not match its image or the label convention."""
+    if labels.shape != image_shape:
+        raise InputError(subject, path, f"label shape {labels.shape} != image shape {image_shape}")
+    if not np.allclose(affine, image_affine, atol=1e-3):
+        raise InputError(subject, path, "label affine differs from the image affine")
+    if np.issubdtype(labels.dtype, np.floating) and not np.all(labels == np.round(labels)):
+        raise InputError(subject, path, "labels are not integers")
+    present = set(np.unique(labels).astype(int).tolist())
+    bad = present - allowed_labels(view)
+    if bad:
+        raise InputError(subject, path, f"unexpected label values {sorted(bad)} for view {view} "
+                                        f"(allowed {sorted(allowed_labels(view))})")
+
+
+def load_view(folder, subject: str, view: str):
+    """Load and validate one view's cine; returns (data, affine, frame_interval_s)."""
+    path = Path(folder) / image_name(view)
+    data, affine, header = load_nifti(path, subject)
+    validate_image(subject, path, data, affine, view)
+    return data, affine, frame_interval(header)
+
+
+def load_labels(folder, subject: str, view: str, image_shape, image_affine) -> np.ndarray:
+    """Load and validate one view's labels as uint8."""
+    path = Path(folder) / label_name(view)
+    labels, affine, _ = load_nifti(path, subject)
+    validate_labels(subject, path, labels, affine, view, image_shape, image_affine)
+    return labels.astype(np.uint8)
+
+
+def check_frames_consistent(subject: str, folder, frames: dict) -> None:
+    """All views of a subject must have the same number of cine frames."""
+    counts = set(frames.values())
+    if len(counts) > 1:
+        raise InputError(subject, folder, f"views have different frame counts: {frames}")

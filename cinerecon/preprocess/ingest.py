@@ -1,0 +1,39 @@
+"""Ingest a subject folder of NIfTI cines: validate, normalise dtypes, write the layout."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cinerecon.io.files import write_json
+from cinerecon.io.nifti import save_nifti
+from cinerecon.io.subject import VIEWS, check_frames_consistent, load_labels, load_view
+
+
+def _image_dtype(data: np.ndarray):
+    return data.dtype if np.issubdtype(data.dtype, np.integer) else np.float32
+
+
+def ingest_images(src_folder, subject: str, outputs: dict, report_path) -> dict:
+    """Validate every view first, then write them: a bad subject writes nothing."""
+    loaded = {view: load_view(src_folder, subject, view) for view in VIEWS}
+    check_frames_consistent(subject, src_folder, {v: d.shape[3] for v, (d, _, _) in loaded.items()})
+    report = {"subject": subject, "views": {}}
+    for view, (data, affine, dt) in loaded.items():
+        save_nifti(outputs[view], data, affine, dt, dtype=_image_dtype(data))
+        report["views"][view] = {
+            "shape": list(data.shape),
+            "spacing_mm": np.linalg.norm(affine[:3, :3], axis=0).round(4).tolist(),
+            "frame_interval_s": dt,
+        }
+    write_json(report_path, report)
+    return report
+
+
+def ingest_labels(src_folder, subject: str, outputs: dict) -> None:
+    """Validate labels against their images, then write them as uint8."""
+    labels = {}
+    for view in VIEWS:
+        data, affine, _ = load_view(src_folder, subject, view)
+        labels[view] = (load_labels(src_folder, subject, view, data.shape, affine), affine)
+    for view, (lab, affine) in labels.items():
+        save_nifti(outputs[view], lab, affine, dtype=np.uint8)
