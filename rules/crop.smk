@@ -44,6 +44,8 @@ rule centring_table:
         f"{RESULTS}/tables/centring.tsv",
     log:
         f"{RESULTS}/logs/centring_table.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/centring_table.tsv"
     conda:
         "../envs/cpu.yaml"
     script:

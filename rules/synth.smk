@@ -8,6 +8,8 @@ rule synth_sheet:
         f"{RESULTS}/synthetic/subjects.tsv",
     log:
         f"{RESULTS}/logs/synth_sheet.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/synth_sheet.tsv"
     params:
         sheet=SHEET,
     conda:
