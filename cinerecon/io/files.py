@@ -33,3 +33,8 @@ def write_tsv(path, frame) -> None:
     """Write a pandas DataFrame as TSV with fixed float formatting (reproducible bytes)."""
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, sep="\t", index=False, float_format="%.6f")
+
+
+def write_parquet(path, frame) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)

@@ -1,0 +1,67 @@
+"""File-level evaluation steps: LAX intersections, truth metrics and phenotypes per subject."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from cinerecon.io.nifti import load_nifti
+from cinerecon.metrics.lax import lax_dice_rows
+from cinerecon.metrics.truth import truth_rows
+from cinerecon.phenotypes import PHENOTYPE_COLUMNS, phenotypes
+
+PHASES = ("ED", "ES")
+
+
+def phase_frame(frame: int, n_source: int, n_target: int) -> int:
+    """Frame of the same cardiac phase in a cine with another frame count."""
+    return int(round(frame * n_target / n_source)) % n_target
+
+
+def _load_recon(subject, recon_paths: dict):
+    return {phase: load_nifti(recon_paths[phase], subject)[:2] for phase in PHASES}
+
+
+def lax_rows(subject: str, method: str, recon_paths: dict, record_path, lax_label_paths: dict) -> pd.DataFrame:
+    """Dice of the reconstruction's intersections with every LAX view at ED and ES."""
+    record = json.loads(open(record_path).read())
+    recon = _load_recon(subject, recon_paths)
+    rows = []
+    for view, path in lax_label_paths.items():
+        lax, lax_affine, _ = load_nifti(path, subject)
+        for phase in PHASES:
+            frame = phase_frame(record["frames"][phase], record["n_frames"], lax.shape[3])
+            volume, affine = recon[phase]
+            rows += lax_dice_rows(volume, affine, lax[:, :, 0, frame], lax_affine, subject=subject,
+                                  method=method, phase=phase, view=view.removeprefix("la_"))
+    return pd.DataFrame(rows)
+
+
+def truth_metric_rows(subject: str, method: str, recon_paths: dict, truth_paths: dict) -> pd.DataFrame:
+    recon = _load_recon(subject, recon_paths)
+    rows = []
+    for phase in PHASES:
+        truth, truth_affine, _ = load_nifti(truth_paths[phase], subject)
+        volume, affine = recon[phase]
+        rows += truth_rows(volume, affine, truth, truth_affine, subject=subject, method=method, phase=phase)
+    return pd.DataFrame(rows)
+
+
+def recon_phenotype_row(subject: str, method: str, recon_paths: dict) -> pd.DataFrame:
+    recon = _load_recon(subject, recon_paths)
+    (ed, affine), (es, _) = recon["ED"], recon["ES"]
+    return pd.DataFrame([{"subject": subject, "method": method, **phenotypes(ed, es, affine)}])
+
+
+def label_phenotype_row(subject: str, label_path, frames: dict) -> pd.DataFrame:
+    """Phenotypes of the acquired SAX label stack itself (disc summation): method 'labels'."""
+    labels, affine, _ = load_nifti(label_path, subject)
+    row = phenotypes(labels[..., frames["ED"]], labels[..., frames["ES"]], affine)
+    return pd.DataFrame([{"subject": subject, "method": "labels", **row}])
+
+
+def truth_phenotype_row(subject: str, truth_json) -> pd.DataFrame:
+    truth = json.loads(open(truth_json).read())
+    return pd.DataFrame([{"subject": subject, "method": "truth",
+                          **{c: float(truth[c]) for c in PHENOTYPE_COLUMNS}}])
