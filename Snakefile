@@ -16,6 +16,9 @@ include: "rules/common.smk"
 include: "rules/synth.smk"
 include: "rules/ingest.smk"
 include: "rules/crop.smk"
+include: "rules/recon.smk"
+include: "rules/evaluate.smk"
+include: "rules/tables.smk"
 
 
 rule all:

@@ -9,7 +9,7 @@ import pandas as pd
 from cinerecon.io.nifti import load_nifti
 from cinerecon.metrics.lax import lax_dice_rows
 from cinerecon.metrics.truth import truth_rows
-from cinerecon.phenotypes import PHENOTYPE_COLUMNS, phenotypes
+from cinerecon.phenotypes import PHENOTYPE_COLUMNS, phenotypes, phenotypes_from_cine
 
 PHASES = ("ED", "ES")
 
@@ -54,10 +54,11 @@ def recon_phenotype_row(subject: str, method: str, recon_paths: dict) -> pd.Data
     return pd.DataFrame([{"subject": subject, "method": method, **phenotypes(ed, es, affine)}])
 
 
-def label_phenotype_row(subject: str, label_path, frames: dict) -> pd.DataFrame:
+def label_phenotype_row(subject: str, label_path) -> pd.DataFrame:
     """Phenotypes of the acquired SAX label stack itself (disc summation): method 'labels'."""
     labels, affine, _ = load_nifti(label_path, subject)
-    row = phenotypes(labels[..., frames["ED"]], labels[..., frames["ES"]], affine)
+    row = phenotypes_from_cine(labels, affine)
+    row.pop("es_frame", None)
     return pd.DataFrame([{"subject": subject, "method": "labels", **row}])
 
 
@@ -65,3 +66,18 @@ def truth_phenotype_row(subject: str, truth_json) -> pd.DataFrame:
     truth = json.loads(open(truth_json).read())
     return pd.DataFrame([{"subject": subject, "method": "truth",
                           **{c: float(truth[c]) for c in PHENOTYPE_COLUMNS}}])
+
+
+def lax_overlay_panels(subject: str, method: str, recon_ed_path, lax_images: dict, lax_labels: dict):
+    """(image, reference, reconstruction, title) per LAX view at ED, for overlay figures."""
+    from cinerecon.metrics.lax import lax_intersection
+
+    volume, affine, _ = load_nifti(recon_ed_path, subject)
+    panels = []
+    for view in lax_labels:
+        image, lax_affine, _ = load_nifti(lax_images[view], subject)
+        labels, _, _ = load_nifti(lax_labels[view], subject)
+        sampled, covered, reference = lax_intersection(volume, affine, labels[:, :, 0, 0], lax_affine)
+        panels.append((image[:, :, 0, 0], reference, sampled * covered,
+                       f"{subject} {view.removeprefix('la_')} {method}"))
+    return panels

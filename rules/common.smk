@@ -4,6 +4,7 @@ from pathlib import Path
 
 from cinerecon.io.sheet import SUBJECT_PATTERN, cohort_sheet
 from cinerecon.io.subject import VIEWS
+from cinerecon.tables.report import report_names
 
 RESULTS = config["results"]
 COHORT = config["cohort"]
@@ -52,4 +53,45 @@ def final_outputs():
         outputs.append(f"{RESULTS}/tables/centring.tsv")
     if COHORT["kind"] == "synthetic":
         outputs.append(f"{RESULTS}/synthetic/subjects.tsv")
+    if EVAL_SUBJECTS and RECON_METHODS:
+        outputs.append(f"{RESULTS}/tables/lax_dice_LVC.md")
+        outputs += [f"{RESULTS}/figures/lax_overlay_{m}.png" for m in RECON_METHODS]
     return outputs
+
+
+# ---- reconstruction and evaluation ------------------------------------------------------
+RECON = {"target_spacing_mm": 1.0, "baselines": ["nn", "linear", "sdf", "cpd"], **config.get("recon", {})}
+EVALUATION = {"splits": ["test"], "overlay_subjects": 2, **config.get("evaluation", {})}
+BASELINE_METHODS = list(RECON["baselines"])
+RECON_METHODS = BASELINE_METHODS  # learned methods join this list as they land
+RECON_PATTERN = "|".join(RECON_METHODS) or "NONE"
+EVAL_SUBJECTS = [s for s in LABELLED if SHEET.loc[s, "split"] in EVALUATION["splits"]]
+HAS_TRUTH = COHORT["kind"] == "synthetic"
+LAX_VIEWS = [v for v in VIEWS if v != "sa"]
+
+
+def sax_label_stack(wildcards):
+    """The SAX label cine reconstructions start from (cropped manual labels for now)."""
+    return f"{RESULTS}/crop/{wildcards.subject}/label_sa.nii.gz"
+
+
+def recon_volumes(wildcards):
+    folder = f"{RESULTS}/recon/{wildcards.method}/{wildcards.subject}"
+    return {"ed": f"{folder}/label_ed.nii.gz", "es": f"{folder}/label_es.nii.gz",
+            "record": f"{folder}/recon.json"}
+
+
+def evaluation_outputs():
+    """Per-subject evaluation rows every cohort table needs."""
+    out = {"lax": [], "truth": [], "phenotypes": []}
+    for method in RECON_METHODS:
+        for s in EVAL_SUBJECTS:
+            out["lax"].append(f"{RESULTS}/eval/lax/{method}/{s}.parquet")
+            out["phenotypes"].append(f"{RESULTS}/phenotypes/{method}/{s}.parquet")
+            if HAS_TRUTH:
+                out["truth"].append(f"{RESULTS}/eval/truth/{method}/{s}.parquet")
+    for s in EVAL_SUBJECTS:
+        out["phenotypes"].append(f"{RESULTS}/phenotypes/labels/{s}.parquet")
+        if HAS_TRUTH:
+            out["phenotypes"].append(f"{RESULTS}/phenotypes/truth/{s}.parquet")
+    return out

@@ -35,6 +35,14 @@ def test_tiny_synthetic_cohort_end_to_end(tmp_path):
     crop = nib.load(results / "crop/SYN0000/sa.nii.gz")
     assert crop.shape[:2] == (64, 64) and crop.shape[3] == 12
     assert (results / "logs/crop/SYN0000.log").read_text().strip().endswith("done")
+    # the papers' Table 2 shape: rows methods, columns average, 2ch, 3ch, 4ch
+    lax = pd.read_csv(results / "tables/lax_dice_LVC.csv")
+    assert list(lax.columns) == ["method", "average", "2ch", "3ch", "4ch"]
+    assert list(lax["method"]) == ["nn", "linear", "sdf", "cpd"]
+    truth = pd.read_parquet(results / "tables/truth_metrics_numeric.parquet")
+    lvc = truth[(truth["structure"] == "LVC") & (truth["metric"] == "dice")]
+    assert (lvc["mean"] > 0.8).all() and (lvc["n"] == 4).all()  # 2 subjects x ED/ES
+    assert (results / "figures/lax_overlay_cpd.png").stat().st_size > 10_000
     # a finished run has nothing left to do
     dry = snakemake(tmp_path, "--configfile", str(tmp_path / "tiny.yaml"), "-n")
     assert "Nothing to be done" in dry.stdout + dry.stderr

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from ..io.files import atomic_path
-from ..labels import LAX_LABELS, LAX_VIEWS, SAX_LABELS
+from ..labels import LAX_LABELS, LAX_VIEWS, LVC, LVM, SAX_LABELS
 from ..phenotypes import PHENOTYPE_COLUMNS, PHENOTYPE_UNITS
 from ..tables.cohort import agreement_stats, paired_phenotypes
 
@@ -31,6 +31,11 @@ def _figure(n_panels: int, ncols: int, panel_size=(3.6, 3.0)) -> tuple[Figure, l
     for ax in axes[n_panels:]:
         ax.set_visible(False)
     return fig, axes[:n_panels]
+
+
+def _legend_cols(handles, n_panels: int, ncols: int) -> int:
+    """Legend columns that fit the figure width: about three entries per panel column."""
+    return max(1, min(len(handles), 3 * max(1, min(ncols, n_panels))))
 
 
 def _save(fig: Figure, path, dpi: int = 120) -> None:
@@ -76,7 +81,7 @@ def bland_altman(rows: pd.DataFrame, reference: str, phenotypes, path, methods=N
         ax.set_ylabel(f"method − {reference}{suffix}")
     handles = [Line2D([], [], color=COLOURS[i % len(COLOURS)], marker="o", lw=1.2, label=m) for i, m in enumerate(methods)]
     handles += [Line2D([], [], color="k", lw=1.2, label="bias"), Line2D([], [], color="k", lw=0.9, ls="--", label="bias ± 1.96 SD")]
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncols=_legend_cols(handles, len(phenotypes), ncols), frameon=False)
     _save(fig, path)
 
 
@@ -142,7 +147,9 @@ def _draw_panel(ax, image, ref, recon, title, labels) -> None:
     # Transpose so the first voxel axis runs left to right, as NIfTI viewers show (X, Y) planes.
     ax.imshow(image.T, cmap="gray", origin="lower", vmin=vmin, vmax=vmax, interpolation="nearest")
     for value in labels:
-        for mask, style in ((ref == value, "-"), (recon == value, "--")):
+        # LV myocardium is outlined by its epicardium (LVC + LVM), so it never hides the endocardial LVC contour.
+        values = (LVC, LVM) if value == LVM else (value,)
+        for mask, style in ((np.isin(ref, values), "-"), (np.isin(recon, values), "--")):
             if mask.any() and not mask.all():
                 ax.contour(mask.T.astype(float), levels=[0.5], colors=[LABEL_COLOURS.get(value, "yellow")],
                            linewidths=1.2, linestyles=style, origin="lower")
@@ -154,8 +161,9 @@ def _draw_panel(ax, image, ref, recon, title, labels) -> None:
 def lax_overlay_grid(panels, path, title: str = "", labels=tuple(SAX_LABELS), ncols: int = 3) -> None:
     """One PNG of several LAX planes: image in grey, reference contours solid, reconstruction dashed.
 
+    Colour = structure; LVM is drawn as the epicardial outline of LVC + LVM.
     ``panels`` is a sequence of ``(image, ref_labels, recon_labels, title)`` with the
-    reconstruction's labels already resampled onto the LAX plane. Colour = structure.
+    reconstruction's labels already resampled onto the LAX plane.
     """
     panels = list(panels)
     if not panels:
@@ -167,7 +175,8 @@ def lax_overlay_grid(panels, path, title: str = "", labels=tuple(SAX_LABELS), nc
     handles = [Line2D([], [], color=LABEL_COLOURS.get(v, "yellow"), lw=1.5, label=LAX_LABELS.get(v, str(v))) for v in labels]
     handles += [Line2D([], [], color="k", lw=1.2, label="reference"),
                 Line2D([], [], color="k", lw=1.2, ls="--", label="reconstruction")]
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5), frameon=False, fontsize=8)
+    fig.legend(handles=handles, loc="outside lower center", ncols=_legend_cols(handles, len(panels), ncols),
+               frameon=False, fontsize=8)
     if title:
         fig.suptitle(title)
     _save(fig, path)

@@ -1,0 +1,54 @@
+"""The cohort report: per-subject evaluation rows -> paper tables and figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cinerecon.labels import SAX_LABELS
+from cinerecon.phenotypes import PHENOTYPE_COLUMNS
+from cinerecon.plots import bland_altman, dice_boxplot
+from cinerecon.tables.cohort import (
+    lax_dice_numeric,
+    lax_dice_table,
+    phenotype_agreement,
+    read_rows,
+    truth_metrics_numeric,
+    truth_metrics_table,
+    write_table,
+)
+
+
+def report_names(with_truth: bool) -> dict:
+    """Stems of the tables and names of the figures the report writes."""
+    tables = [f"lax_dice_{s}" for s in SAX_LABELS.values()]
+    tables += ["lax_dice_numeric", "phenotypes", "phenotype_agreement"]
+    figures = ["dice_lax.png", "bland_altman.png"]
+    if with_truth:
+        tables += ["truth_metrics", "truth_metrics_numeric"]
+        figures.append("dice_truth.png")
+    return {"tables": tables, "figures": figures}
+
+
+def write_report(lax_paths, truth_paths, phenotype_paths, tables_dir, figures_dir,
+                 method_order=None) -> None:
+    """Write every cohort table (parquet, csv, md) and figure (png)."""
+    tables_dir, figures_dir = Path(tables_dir), Path(figures_dir)
+    lax = read_rows(lax_paths)
+    for structure in SAX_LABELS.values():
+        write_table(lax_dice_table(lax, structure, method_order), tables_dir / f"lax_dice_{structure}")
+    write_table(lax_dice_numeric(lax, "LVC", method_order), tables_dir / "lax_dice_numeric")
+    dice_boxplot(lax, figures_dir / "dice_lax.png", method_order=method_order)
+
+    phen = read_rows(phenotype_paths)
+    write_table(phen, tables_dir / "phenotypes")
+    reference = "truth" if (phen["method"] == "truth").any() else "labels"
+    write_table(phenotype_agreement(phen, reference, method_order=method_order),
+                tables_dir / "phenotype_agreement")
+    methods = [m for m in phen["method"].unique() if m != reference]
+    bland_altman(phen, reference, list(PHENOTYPE_COLUMNS), figures_dir / "bland_altman.png", methods=methods)
+
+    if truth_paths:
+        truth = read_rows(truth_paths)
+        write_table(truth_metrics_table(truth, method_order), tables_dir / "truth_metrics")
+        write_table(truth_metrics_numeric(truth, method_order), tables_dir / "truth_metrics_numeric")
+        dice_boxplot(truth, figures_dir / "dice_truth.png", method_order=method_order)
