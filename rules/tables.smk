@@ -19,8 +19,6 @@ rule report:
     benchmark:
         f"{RESULTS}/benchmarks/report.tsv"
     params:
-        tables_dir=f"{RESULTS}/tables",
-        figures_dir=f"{RESULTS}/figures",
         method_order=RECON_METHODS + ["labels"],
     conda:
         "../envs/cpu.yaml"
@@ -55,7 +53,6 @@ rule lax_overlay:
     params:
         subjects=OVERLAY_SUBJECTS,
         views=LAX_VIEWS,
-        results=RESULTS,
     conda:
         "../envs/cpu.yaml"
     script:
