@@ -47,7 +47,7 @@ def per_view(pattern):
 
 
 def final_outputs():
-    outputs = [f"{RESULTS}/crop/{s}/crop.json" for s in SUBJECTS]
+    outputs = [f"{RESULTS}/aligned/{s}/sa.nii.gz" for s in SUBJECTS]
     outputs += [f"{RESULTS}/crop/{s}/centring.json" for s in LABELLED]
     if LABELLED:
         outputs.append(f"{RESULTS}/tables/centring.tsv")
@@ -70,9 +70,22 @@ HAS_TRUTH = COHORT["kind"] == "synthetic"
 LAX_VIEWS = [v for v in VIEWS if v != "sa"]
 
 
+ALIGN = {"method": "intensity", **config.get("align", {})}
+
+
+def align_inputs(wildcards):
+    """Cropped SAX and LAX cines, plus labels when the label-based estimator is chosen."""
+    crop = f"{RESULTS}/crop/{wildcards.subject}"
+    inputs = {"sa": f"{crop}/sa.nii.gz", **{v: f"{crop}/{v}.nii.gz" for v in LAX_VIEWS}}
+    if ALIGN["method"] == "labels":
+        inputs["label_sa"] = f"{crop}/label_sa.nii.gz"
+        inputs.update({f"label_{v}": f"{crop}/label_{v}.nii.gz" for v in LAX_VIEWS})
+    return inputs
+
+
 def sax_label_stack(wildcards):
-    """The SAX label cine reconstructions start from (cropped manual labels for now)."""
-    return f"{RESULTS}/crop/{wildcards.subject}/label_sa.nii.gz"
+    """The SAX label cine reconstructions start from: manual labels, slice-aligned."""
+    return f"{RESULTS}/aligned/{wildcards.subject}/label_sa.nii.gz"
 
 
 def recon_volumes(wildcards):

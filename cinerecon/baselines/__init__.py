@@ -13,6 +13,18 @@ METHODS = {**_METHODS, "cpd": CoherentPointDrift}
 BASELINES = tuple(METHODS)
 
 
+def _fill_fine_grid(stack: np.ndarray, k: int, between, dtype) -> np.ndarray:
+    """Fine z-grid: acquired slices copied, the rest from between(j, fractions)."""
+    n_fine = len(grid.fine_positions(stack.shape[2], k))
+    out = np.zeros(stack.shape[:2] + (n_fine,), dtype=dtype)
+    for idx, j, ts in grid.slice_pairs(stack.shape[2], k):
+        if np.all(ts == 0):
+            out[:, :, idx] = stack[:, :, j][..., None]
+        else:
+            out[:, :, idx] = np.moveaxis(between(j, ts), 0, -1)
+    return out
+
+
 def reconstruct_labels(stack: np.ndarray, affine: np.ndarray, k: int, method: str):
     """High-resolution (X, Y, fine Z) labels and affine from an (X, Y, Z) label stack."""
     if method not in METHODS:
@@ -21,24 +33,12 @@ def reconstruct_labels(stack: np.ndarray, affine: np.ndarray, k: int, method: st
         raise ValueError(f"expected an (X, Y, Z) label stack, got shape {stack.shape}")
     spacing_xy = np.linalg.norm(affine[:3, :2], axis=0)
     interpolator = METHODS[method](stack, spacing_xy)
-    n_fine = len(grid.fine_positions(stack.shape[2], k))
-    out = np.zeros(stack.shape[:2] + (n_fine,), dtype=np.uint8)
-    for idx, j, ts in grid.slice_pairs(stack.shape[2], k):
-        if np.all(ts == 0):
-            out[:, :, idx] = stack[:, :, j][..., None]
-        else:
-            out[:, :, idx] = np.moveaxis(interpolator.between(j, ts), 0, -1)
-    return out, grid.fine_affine(affine, k)
+    return _fill_fine_grid(stack, k, interpolator.between, np.uint8), grid.fine_affine(affine, k)
 
 
 def reconstruct_image(stack: np.ndarray, affine: np.ndarray, k: int, method: str = "linear"):
     """High-resolution image by linear (or nearest) interpolation on the shared grid."""
-    n_fine = len(grid.fine_positions(stack.shape[2], k))
-    out = np.zeros(stack.shape[:2] + (n_fine,), dtype=np.float32)
-    for idx, j, ts in grid.slice_pairs(stack.shape[2], k):
-        if np.all(ts == 0):
-            out[:, :, idx] = stack[:, :, j][..., None]
-        else:
-            ts_used = np.round(ts) if method == "nn" else ts
-            out[:, :, idx] = np.moveaxis(interpolate_image(stack, j, ts_used), 0, -1)
-    return out, grid.fine_affine(affine, k)
+    def between(j, ts):
+        return interpolate_image(stack, j, np.round(ts) if method == "nn" else ts)
+
+    return _fill_fine_grid(stack, k, between, np.float32), grid.fine_affine(affine, k)

@@ -1,0 +1,104 @@
+"""Estimate shifts with a chosen method, with graceful degradation, and apply them."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from scipy import ndimage
+
+from cinerecon.align.estimate import AlignmentProblem, AlignSettings, frame_subset
+from cinerecon.labels import LVC, LVM, RVC
+
+log = logging.getLogger(__name__)
+LABEL_CHANNELS = (LVC, LVM, RVC)
+
+
+def _onehot(labels: np.ndarray, sigma_px: float = 1.0) -> np.ndarray:
+    """(..., F) labels -> (..., F, C) smoothed indicator channels of LVC, LVM, RVC."""
+    channels = np.stack([(labels == c).astype(np.float32) for c in LABEL_CHANNELS], axis=-1)
+    sigma = (sigma_px, sigma_px) + (0,) * (channels.ndim - 2)
+    return ndimage.gaussian_filter(channels, sigma=sigma)
+
+
+def _phase_frames(frames: np.ndarray, n_source: int, n_target: int) -> np.ndarray:
+    return (np.round(frames * n_target / n_source).astype(int)) % n_target
+
+
+def estimate_shifts(method: str, sax: np.ndarray, sax_affine: np.ndarray, laxes: dict,
+                    sax_labels: np.ndarray | None = None, lax_labels: dict | None = None,
+                    settings: AlignSettings | None = None, frames=None) -> tuple[np.ndarray, list[str]]:
+    """Per-slice shifts (Z, 2) in mm along the SAX i, j axes, and warnings.
+
+    laxes: {view: (cine (X, Y, 1, T), affine)}; lax_labels: {view: labels (X, Y, 1, T)}.
+    A slice that truly moved by d is corrected by resampling it at p + d (apply_shifts).
+    """
+    settings = settings or AlignSettings()
+    n_slices, n_frames = sax.shape[2], sax.shape[3]
+    warnings: list[str] = []
+    zeros = np.zeros((n_slices, 2))
+    if method == "none":
+        return zeros, warnings
+    if not laxes:
+        warnings.append("no LAX view available: SAX slices left uncorrected")
+        return zeros, warnings
+    if len(laxes) == 1:
+        warnings.append(f"only one LAX view ({next(iter(laxes))}): each slice is constrained "
+                        "along one direction only; the other is held by the prior")
+    if method == "intensity":
+        frames = frame_subset(n_frames, settings.max_frames) if frames is None else np.asarray(frames)
+        sax_ch = sax[:, :, :, frames][..., None].astype(np.float32)
+        lax_ch = {v: (img[:, :, 0, _phase_frames(frames, n_frames, img.shape[3])][..., None], aff)
+                  for v, (img, aff) in laxes.items()}
+    elif method == "labels":
+        if sax_labels is None or not lax_labels:
+            raise ValueError("label-based alignment needs SAX and LAX label maps")
+        if frames is None:  # ED and ES: the phases manual labels exist for
+            lv = (sax_labels == LVC).sum(axis=(0, 1, 2))
+            frames = np.unique([0, int(np.argmin(np.where(lv > 0, lv, lv.max() + 1)))])
+        frames = np.asarray(frames)
+        sax_ch = _onehot(sax_labels[:, :, :, frames])
+        lax_ch = {v: (_onehot(lax_labels[v][:, :, 0, _phase_frames(frames, n_frames, lax_labels[v].shape[3])]),
+                      laxes[v][1]) for v in laxes if v in lax_labels}
+    else:
+        raise ValueError(f"unknown alignment method {method!r}")
+    problem = AlignmentProblem(sax_ch, sax_affine, lax_ch, method, settings)
+    for k in range(n_slices):
+        if problem.flat[k]:
+            warnings.append(f"SAX slice {k} has no signal: shift set to 0")
+        elif not problem.lines[k]:
+            warnings.append(f"SAX slice {k} meets no LAX view inside the heart region: "
+                            "shift held by the prior")
+    for w in warnings:
+        log.warning(w)
+    return problem.solve(), warnings
+
+
+def apply_shifts(stack: np.ndarray, shifts_mm: np.ndarray, spacing_xy, labels: bool = False) -> np.ndarray:
+    """Resample each slice of an (X, Y, Z, ...) stack so it shows the anatomy at its affine.
+
+    Slice k's pixel p takes the value the uncorrected slice had at p + d_k: images by
+    cubic interpolation, labels by linear interpolation of one-hot maps and argmax.
+    """
+    out = np.empty_like(stack)
+    spacing_xy = np.asarray(spacing_xy, dtype=float)
+    for k in range(stack.shape[2]):
+        offset = -np.asarray(shifts_mm[k]) / spacing_xy
+        shift = tuple(offset) + (0,) * (stack.ndim - 3)
+        sl = stack[:, :, k]
+        if labels:
+            values = np.unique(sl)
+            best = np.full(sl.shape, -1.0)
+            res = np.zeros(sl.shape, dtype=stack.dtype)
+            for v in values:
+                w = ndimage.shift((sl == v).astype(np.float32), shift, order=1, mode="nearest")
+                better = w > best
+                res[better], best[better] = v, w[better]
+            out[:, :, k] = res
+        else:
+            moved = ndimage.shift(sl.astype(np.float64), shift, order=3, mode="nearest")
+            if np.issubdtype(stack.dtype, np.integer):
+                info = np.iinfo(stack.dtype)
+                moved = np.clip(np.round(moved), info.min, info.max)
+            out[:, :, k] = moved.astype(stack.dtype)
+    return out
