@@ -17,9 +17,9 @@ import pandas as pd
 
 from cinerecon.align import estimate_shifts
 from cinerecon.io.subject import VIEWS
-from cinerecon.preprocess.crop import crop_label_files, crop_subject_files
-from cinerecon.synth.cohort import generate_subject
 from cinerecon.synth.scanner import AcquisitionConfig
+
+from common import generated_and_cropped  # benchmarks/common.py
 
 LAX = [v for v in VIEWS if v != "sa"]
 
@@ -36,12 +36,7 @@ def residual(est, truth, heart):
 
 
 def cropped_subject(i, acq, tmp):
-    files = generate_subject(f"S{i}", 404, i, tmp / f"S{i}", acq)
-    crop = tmp / f"S{i}" / "crop"
-    crop_subject_files("S", {v: files[v] for v in VIEWS}, {v: crop / f"{v}.nii.gz" for v in VIEWS},
-                       crop / "crop.json", (96, 96), (112, 112))
-    crop_label_files("S", {v: files[f"label_{v}"] for v in VIEWS}, crop / "crop.json",
-                     {v: crop / f"label_{v}.nii.gz" for v in VIEWS}, crop / "c.json")
+    files, crop, _ = generated_and_cropped(f"S{i}", 404, i, acq, tmp, (96, 96), (112, 112))
     sa, affine = load(crop / "sa.nii.gz")
     labels = load(crop / "label_sa.nii.gz")[0]
     truth = pd.read_csv(files["truth_shifts"], sep="\t").query("view == 'sa'")[["dx_mm", "dy_mm"]].to_numpy()

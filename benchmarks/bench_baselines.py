@@ -17,10 +17,10 @@ from cinerecon.baselines import BASELINES
 from cinerecon.baselines.files import reconstruct_subject
 from cinerecon.evaluate import lax_rows, truth_metric_rows
 from cinerecon.io.subject import VIEWS
-from cinerecon.preprocess.crop import crop_label_files, crop_subject_files
-from cinerecon.synth.cohort import generate_subject
 from cinerecon.synth.scanner import AcquisitionConfig
 from cinerecon.tables import lax_dice_table, truth_metrics_table
+
+from common import generated_and_cropped  # benchmarks/common.py
 
 LAX = [v for v in VIEWS if v != "sa"]
 
@@ -37,12 +37,7 @@ def main():
         for i in range(args.subjects):
             s = f"S{i:03d}"
             out = Path(tmp) / s
-            files = generate_subject(s, 2026, i, out, acq)
-            crop = out / "crop"
-            crop_subject_files(s, {v: files[v] for v in VIEWS}, {v: crop / f"{v}.nii.gz" for v in VIEWS},
-                               crop / "crop.json", (128, 128), (128, 128))
-            crop_label_files(s, {v: files[f"label_{v}"] for v in VIEWS}, crop / "crop.json",
-                             {v: crop / f"label_{v}.nii.gz" for v in VIEWS}, crop / "centring.json")
+            files, crop, _ = generated_and_cropped(s, 2026, i, acq, tmp)
             for method in BASELINES:
                 rec = {p: out / method / f"{p}.nii.gz" for p in ("ED", "ES")}
                 t0 = time.perf_counter()
@@ -58,7 +53,7 @@ def main():
                 timings[(method, "eval truth")].append(t3 - t2)
     import pandas as pd
 
-    print(f"subjects: {args.subjects} (UK Biobank geometry, crop 128x128, fine z 1 mm)")
+    print(f"subjects: {args.subjects} (UK Biobank geometry, crop 128x128, fine z 1 mm, labels not slice-aligned)")
     print("seconds per subject (mean / max):")
     for (method, step), values in timings.items():
         print(f"  {method:7s} {step:12s} {np.mean(values):7.3f} / {np.max(values):7.3f}")

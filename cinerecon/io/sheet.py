@@ -11,7 +11,7 @@ SPLITS = ("train", "val", "test")
 
 
 class SheetError(ValueError):
-    pass
+    """The subjects sheet cannot drive the DAG (bad IDs, duplicates, unknown splits)."""
 
 
 def validate_sheet(sheet: pd.DataFrame, source: str = "subjects sheet") -> pd.DataFrame:

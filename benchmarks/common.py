@@ -1,0 +1,19 @@
+"""Shared by the benchmark scripts: generate one synthetic subject and crop it."""
+
+from pathlib import Path
+
+from cinerecon.io.subject import VIEWS
+from cinerecon.preprocess.crop import crop_label_files, crop_subject_files
+from cinerecon.synth.cohort import generate_subject
+
+
+def generated_and_cropped(subject, seed, index, acq, folder, sax_size=(128, 128), lax_size=(128, 128)):
+    """Write a subject and its crops under folder; return (generated files, crop dir, centring report)."""
+    out = Path(folder) / subject
+    files = generate_subject(subject, seed, index, out, acq)
+    crop = out / "crop"
+    crop_subject_files(subject, {v: files[v] for v in VIEWS}, {v: crop / f"{v}.nii.gz" for v in VIEWS},
+                       crop / "crop.json", sax_size, lax_size)
+    report = crop_label_files(subject, {v: files[f"label_{v}"] for v in VIEWS}, crop / "crop.json",
+                              {v: crop / f"label_{v}.nii.gz" for v in VIEWS}, crop / "centring.json")
+    return files, crop, report
