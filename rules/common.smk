@@ -94,15 +94,37 @@ def recon_volumes(wildcards):
             "record": f"{folder}/recon.json"}
 
 
+# ---- segmentation network -----------------------------------------------------------------
+SEG = {"enabled": True, "model": "tiny", "checkpoint": None, "epochs": 30, "batch_size": 16,
+       "lr": 1e-3, "seed": 0, "frames": "ed_es", "frame_stride": 1, "predict_frames": "ed_es",
+       **config.get("segmentation", {})}
+SEG_TRAIN = [s for s in LABELLED if SHEET.loc[s, "split"] == "train"]
+SEG_VAL = [s for s in LABELLED if SHEET.loc[s, "split"] == "val"]
+SEG_CHECKPOINT = SEG["checkpoint"] or f"{RESULTS}/models/seg/{SEG['model']}/model.pt"
+SEG_ON = bool(SEG["enabled"]) and (bool(SEG["checkpoint"]) or (bool(SEG_TRAIN) and bool(SEG_VAL)))
+# DirectSeg is judged only on test subjects: validation subjects chose the best epoch.
+SEG_EVAL_SUBJECTS = [s for s in EVAL_SUBJECTS if SHEET.loc[s, "split"] == "test"] if SEG_ON else []
+
+
+def seg_inputs(wildcards):
+    """Image, checkpoint and (when the subject has labels) the labels that give ED/ES."""
+    inputs = {"image": f"{RESULTS}/aligned/{wildcards.subject}/sa.nii.gz", "model": SEG_CHECKPOINT}
+    if wildcards.subject in LABELLED:
+        inputs["labels"] = f"{RESULTS}/aligned/{wildcards.subject}/label_sa.nii.gz"
+    return inputs
+
+
 def evaluation_outputs():
     """Per-subject evaluation rows every cohort table needs."""
-    out = {"lax": [], "truth": [], "phenotypes": []}
+    out = {"lax": [], "truth": [], "phenotypes": [], "sax": []}
     for method in RECON_METHODS:
         for s in EVAL_SUBJECTS:
             out["lax"].append(f"{RESULTS}/eval/lax/{method}/{s}.parquet")
             out["phenotypes"].append(f"{RESULTS}/phenotypes/{method}/{s}.parquet")
             if HAS_TRUTH:
                 out["truth"].append(f"{RESULTS}/eval/truth/{method}/{s}.parquet")
+    out["sax"] = [f"{RESULTS}/eval/sax/directseg/{s}.parquet" for s in SEG_EVAL_SUBJECTS]
+    out["phenotypes"] += [f"{RESULTS}/phenotypes/directseg/{s}.parquet" for s in SEG_EVAL_SUBJECTS]
     for s in EVAL_SUBJECTS:
         out["phenotypes"].append(f"{RESULTS}/phenotypes/labels/{s}.parquet")
         if HAS_TRUTH:

@@ -1,6 +1,6 @@
 # Cohort level: the papers' tables and figures from the per-subject evaluation rows.
 
-REPORT = report_names(HAS_TRUTH)
+REPORT = report_names(HAS_TRUTH, bool(SEG_EVAL_SUBJECTS))
 OVERLAY_SUBJECTS = EVAL_SUBJECTS[: EVALUATION["overlay_subjects"]]
 
 
@@ -19,7 +19,7 @@ rule report:
     benchmark:
         f"{RESULTS}/benchmarks/report.tsv"
     params:
-        method_order=RECON_METHODS + ["labels"],
+        method_order=RECON_METHODS + ["directseg", "labels"],
     conda:
         "../envs/cpu.yaml"
     script:

@@ -9,12 +9,27 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from cinerecon.io.subject import VIEWS
+from cinerecon.models.train_seg import load_checkpoint, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.workflow
+
+
+def job_counts(output: str) -> dict:
+    """{rule: count} from the 'Job stats' table of a Snakemake (dry-)run."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Job stats"))
+    counts = {}
+    for line in lines[start + 3:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit() or parts[0] == "total":
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
 
 
 def snakemake(workdir, *args):
@@ -43,9 +58,28 @@ def test_tiny_synthetic_cohort_end_to_end(tmp_path):
     lvc = truth[(truth["structure"] == "LVC") & (truth["metric"] == "dice")]
     assert (lvc["mean"] > 0.8).all() and (lvc["n"] == 4).all()  # 2 subjects x ED/ES
     assert (results / "figures/lax_overlay_cpd.png").stat().st_size > 10_000
+    assert (results / "models/seg/tiny/loss_curve.png").exists()
+    seg = pd.read_parquet(results / "tables/seg_metrics_numeric.parquet")
+    assert set(seg["method"]) == {"directseg"}
     # a finished run has nothing left to do
     dry = snakemake(tmp_path, "--configfile", str(tmp_path / "tiny.yaml"), "-n")
     assert "Nothing to be done" in dry.stdout + dry.stderr
+    # a new checkpoint reruns inference and what depends on it, and nothing else
+    # (Snakemake compares checksums, so the weights really change, not just the mtime)
+    checkpoint = results / "models/seg/tiny/model.pt"
+    model = load_checkpoint(checkpoint)
+    with torch.no_grad():
+        next(model.parameters()).add_(0.01)
+    save_checkpoint(model, model.config, checkpoint)
+    dry = snakemake(tmp_path, "--configfile", str(tmp_path / "tiny.yaml"), "-n")
+    assert job_counts(dry.stdout + dry.stderr) == {"seg_sax": 1, "eval_directseg": 1, "report": 1, "all": 1}
+    # pre-trained mode: an existing checkpoint replaces training
+    cfg["segmentation"]["checkpoint"] = str(results / "models/seg/tiny/model.pt")
+    cfg["results"] = str(tmp_path / "results_pretrained")
+    (tmp_path / "pretrained.yaml").write_text(yaml.safe_dump(cfg))
+    dry = snakemake(tmp_path, "--configfile", str(tmp_path / "pretrained.yaml"), "-n")
+    jobs = job_counts(dry.stdout + dry.stderr)
+    assert "train_seg" not in jobs and jobs["seg_sax"] == 1
 
 
 def test_bad_subject_fails_alone(tmp_path, synth_subject):

@@ -18,7 +18,7 @@ from cinerecon.tables.cohort import (
 )
 
 
-def report_names(with_truth: bool) -> dict:
+def report_names(with_truth: bool, with_seg: bool = False) -> dict:
     """Stems of the tables and names of the figures the report writes."""
     tables = [f"lax_dice_{s}" for s in SAX_LABELS.values()]
     tables += ["lax_dice_numeric", "phenotypes", "phenotype_agreement"]
@@ -26,11 +26,13 @@ def report_names(with_truth: bool) -> dict:
     if with_truth:
         tables += ["truth_metrics", "truth_metrics_numeric"]
         figures.append("dice_truth.png")
+    if with_seg:
+        tables += ["seg_metrics", "seg_metrics_numeric"]
     return {"tables": tables, "figures": figures}
 
 
 def write_report(lax_paths, truth_paths, phenotype_paths, tables_dir, figures_dir,
-                 method_order=None) -> None:
+                 method_order=None, sax_paths=()) -> None:
     """Write every cohort table (parquet, csv, md) and figure (png)."""
     tables_dir, figures_dir = Path(tables_dir), Path(figures_dir)
     lax = read_rows(lax_paths)
@@ -47,6 +49,10 @@ def write_report(lax_paths, truth_paths, phenotype_paths, tables_dir, figures_di
     methods = [m for m in phen["method"].unique() if m != reference]
     bland_altman(phen, reference, list(PHENOTYPE_COLUMNS), figures_dir / "bland_altman.png", methods=methods)
 
+    if sax_paths:  # the papers' Table 1: 2D segmentation of the acquired SAX stack
+        sax = read_rows(sax_paths)
+        write_table(truth_metrics_table(sax), tables_dir / "seg_metrics")
+        write_table(truth_metrics_numeric(sax), tables_dir / "seg_metrics_numeric")
     if truth_paths:
         truth = read_rows(truth_paths)
         write_table(truth_metrics_table(truth, method_order), tables_dir / "truth_metrics")
