@@ -28,6 +28,13 @@ from cinerecon.phenotypes import phenotypes
 log = logging.getLogger(__name__)
 
 
+def default_device() -> str:
+    """The GPU when this job has one (SLURM/local gpu=1 rules), otherwise the CPU."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def training_frames(labels: np.ndarray, affine: np.ndarray, which: str, stride: int = 1) -> list[int]:
     """Frames with labels used for training: ED and ES, or every `stride`-th labelled frame."""
     if which == "all":
@@ -57,7 +64,7 @@ def train_from_files(train_pairs, val_pairs, settings: dict, checkpoint, history
     log.info("training on %d slices, validating on %d", len(train_x), len(val_x))
     model, history = train_unet(train_x, train_y, val_x, val_y, config, epochs=settings["epochs"],
                                 batch_size=settings["batch_size"], lr=settings["lr"],
-                                seed=settings["seed"], log=log)
+                                seed=settings["seed"], log=log, device=default_device())
     save_checkpoint(model, config, checkpoint)
     write_tsv(history_path, pd.DataFrame(history))
     plot_history(history, curve_path)
@@ -65,8 +72,9 @@ def train_from_files(train_pairs, val_pairs, settings: dict, checkpoint, history
 
 
 def segment_subject(subject: str, image_path, checkpoint, output, frames: str, label_path=None,
-                    batch_size: int = 64, device: str = "cpu") -> dict:
+                    batch_size: int = 64, device: str | None = None) -> dict:
     """Predict SAX labels for ED/ES (from the labels when present, else ED + all) or all frames."""
+    device = device or default_device()
     model = load_checkpoint(checkpoint, device)
     image, affine, header = load_nifti(image_path, subject)
     wanted = list(range(image.shape[3]))
