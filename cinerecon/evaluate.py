@@ -7,7 +7,7 @@ import json
 import pandas as pd
 
 from cinerecon.io.nifti import load_nifti
-from cinerecon.metrics.lax import lax_dice_rows
+from cinerecon.metrics.lax import lax_dice_rows, lax_intersection
 from cinerecon.metrics.truth import truth_rows
 from cinerecon.phenotypes import PHENOTYPE_COLUMNS, phenotypes, phenotypes_from_cine
 
@@ -70,8 +70,6 @@ def truth_phenotype_row(subject: str, truth_json) -> pd.DataFrame:
 
 def lax_overlay_panels(subject: str, method: str, recon_ed_path, lax_images: dict, lax_labels: dict):
     """(image, reference, reconstruction, title) per LAX view at ED, for overlay figures."""
-    from cinerecon.metrics.lax import lax_intersection
-
     volume, affine, _ = load_nifti(recon_ed_path, subject)
     panels = []
     for view in lax_labels:

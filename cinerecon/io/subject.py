@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 
 from cinerecon.io.nifti import InputError, frame_interval, load_nifti
@@ -81,6 +82,18 @@ def load_view(folder, subject: str, view: str):
     data, affine, header = load_nifti(path, subject)
     validate_image(subject, path, data, affine, view)
     return data, affine, frame_interval(header)
+
+
+def image_geometry(folder, subject: str, view: str):
+    """(shape, affine) of a view's cine from its header alone: no pixel data is read."""
+    path = Path(folder) / image_name(view)
+    if not path.exists():
+        raise InputError(subject, path, "file is missing")
+    try:
+        img = nib.load(path)
+    except Exception as exc:  # nibabel raises many types for corrupt headers
+        raise InputError(subject, path, f"cannot read NIfTI header ({exc.__class__.__name__}: {exc})") from exc
+    return img.shape, img.affine.copy()
 
 
 def load_labels(folder, subject: str, view: str, image_shape, image_affine) -> np.ndarray:

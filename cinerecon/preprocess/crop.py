@@ -12,11 +12,14 @@ around the same world point, so the crops stay mutually consistent.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from scipy import ndimage
 
 from cinerecon.geometry import apply_affine, crop_affine, plane_normal, world_to_voxel
-from cinerecon.io.nifti import InputError
+from cinerecon.io.files import write_json
+from cinerecon.io.nifti import InputError, frame_interval, load_nifti, save_nifti
 
 NOISE_FACTOR = 3.0          # motion threshold, in units of the median temporal std
 AXIS_GATE_MM = 70.0         # regions centred farther than this from the LAX axis are ignored
@@ -155,9 +158,6 @@ def apply_crop_record(data: np.ndarray, affine: np.ndarray, box: dict):
 def crop_subject_files(subject: str, inputs: dict, outputs: dict, record_path,
                        sax_size, lax_size) -> dict:
     """File-level crop step: read every view, crop around one centre, write all."""
-    from cinerecon.io.files import write_json
-    from cinerecon.io.nifti import frame_interval, load_nifti, save_nifti
-
     images, intervals = {}, {}
     for view, path in inputs.items():
         data, affine, header = load_nifti(path, subject)
@@ -176,11 +176,6 @@ def crop_subject_files(subject: str, inputs: dict, outputs: dict, record_path,
 
 def crop_label_files(subject: str, inputs: dict, record_path, outputs: dict, report_path) -> dict:
     """Crop labels with the boxes chosen for their images; report the centring error."""
-    import json
-
-    from cinerecon.io.files import write_json
-    from cinerecon.io.nifti import load_nifti, save_nifti
-
     record = json.loads(open(record_path).read())
     report = {"subject": subject}
     for view, path in inputs.items():

@@ -6,7 +6,7 @@ import numpy as np
 
 from cinerecon.io.files import write_json
 from cinerecon.io.nifti import save_nifti
-from cinerecon.io.subject import VIEWS, check_frames_consistent, load_labels, load_view
+from cinerecon.io.subject import VIEWS, check_frames_consistent, image_geometry, load_labels, load_view
 
 
 def _image_dtype(data: np.ndarray):
@@ -30,10 +30,13 @@ def ingest_images(src_folder, subject: str, outputs: dict, report_path) -> dict:
 
 
 def ingest_labels(src_folder, subject: str, outputs: dict) -> None:
-    """Validate labels against their images, then write them as uint8."""
+    """Validate labels against their images' geometry (headers only), then write them as uint8.
+
+    The images themselves were validated by the `ingest` rule; their pixels are not reread.
+    """
     labels = {}
     for view in VIEWS:
-        data, affine, _ = load_view(src_folder, subject, view)
-        labels[view] = (load_labels(src_folder, subject, view, data.shape, affine), affine)
+        shape, affine = image_geometry(src_folder, subject, view)
+        labels[view] = (load_labels(src_folder, subject, view, shape, affine), affine)
     for view, (lab, affine) in labels.items():
         save_nifti(outputs[view], lab, affine, dtype=np.uint8)
