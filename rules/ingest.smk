@@ -21,7 +21,7 @@ rule ingest:
 
 rule ingest_labels:
     input:
-        images=raw_images,
+        validated=f"{RESULTS}/nifti/{{subject}}/ingest.json",  # images passed validation
         labels=raw_labels,
     output:
         **per_view(f"{RESULTS}/nifti/{{{{subject}}}}/label_{{view}}.nii.gz"),
