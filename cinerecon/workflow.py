@@ -36,3 +36,35 @@ def logged(log_path, step: str, subject: str | None = None):
     finally:
         root.removeHandler(handler)
         handler.close()
+
+
+def shard_stage(log_path, stage: str, shard: dict, manifest, upstream, outputs, run, **settings):
+    """Run one stage (cinerecon.stages) for the subjects of a shard and write its manifest.
+
+    shard: {"subjects": [ids], "labelled": [ids]} (from the rule's params); the results
+    root is the manifest's (results/shards/{stage}/{shard}.tsv);
+    outputs/run: the stage's pair of functions; settings: the stage's keyword arguments.
+    """
+    from cinerecon.batch import run_shard
+    from cinerecon.layout import Layout
+    from cinerecon.stages import Subject
+
+    layout = Layout.of_manifest(manifest)
+    labelled = set(shard.get("labelled", ()))
+    subjects = {s: Subject(s, s in labelled) for s in shard["subjects"]}
+    with logged(log_path, stage) as log:
+        log.info("shard of %d subjects: %s", len(subjects), " ".join(subjects))
+        table = run_shard(stage, list(subjects), lambda s: run(layout, subjects[s], **settings),
+                          lambda s: outputs(layout, subjects[s], **_output_args(outputs, settings)),
+                          manifest, upstream, log)
+        counts = table["status"].value_counts().to_dict()
+        log.info("statuses: %s", counts)
+    return table
+
+
+def _output_args(outputs, settings: dict) -> dict:
+    """The subset of a stage's settings its outputs() function takes."""
+    import inspect
+
+    names = set(inspect.signature(outputs).parameters) - {"layout", "s"}
+    return {k: v for k, v in settings.items() if k in names}

@@ -1,9 +1,16 @@
-# The subjects sheet and the input functions every rule shares.
+# The subjects sheet, its shards and the input functions every rule shares.
+#
+# Per-subject stages run as shard jobs (cinerecon.batch): one job per stage and shard of
+# `batch.subjects_per_shard` subjects, writing every subject's files in the layout of
+# DESIGN.md (cinerecon.layout) and one manifest, results/shards/{stage}/{shard}.tsv,
+# which is all the DAG sees. Cohort-level rules read the manifests.
 
 from pathlib import Path
 
+from cinerecon.batch import SHARD_PATTERN, make_shards, stat_fingerprint
 from cinerecon.io.sheet import SUBJECT_PATTERN, cohort_sheet
 from cinerecon.io.subject import VIEWS
+from cinerecon.layout import LAX_VIEWS
 from cinerecon.tables.report import report_names
 
 RESULTS = config["results"]
@@ -11,52 +18,64 @@ COHORT = config["cohort"]
 SHEET = cohort_sheet(COHORT)
 SUBJECTS = list(SHEET.index)
 LABELLED = list(SHEET.index[SHEET["has_labels"]])
-VIEW_PATTERN = "|".join(VIEWS)
+BATCH = {"subjects_per_shard": 50, **config.get("batch", {})}
+SHARDS = make_shards(SUBJECTS, BATCH["subjects_per_shard"])
+SHARD_OF = {s: shard for shard, members in SHARDS.items() for s in members}
 
 
 wildcard_constraints:
     subject=SUBJECT_PATTERN,
+    shard=SHARD_PATTERN,
 
 
-def raw_folder(wildcards):
+def manifest(stage, shard="{shard}"):
+    return f"{RESULTS}/shards/{stage}/{shard}.tsv"
+
+
+def shards_with(subjects):
+    """Shards holding at least one of `subjects`, in shard order."""
+    wanted = {SHARD_OF[s] for s in subjects}
+    return [shard for shard in SHARDS if shard in wanted]
+
+
+def manifests(stage, subjects=None):
+    return [manifest(stage, shard) for shard in shards_with(SUBJECTS if subjects is None else subjects)]
+
+
+def shard_job(subset=None):
+    """params.shard of a shard rule: its members (within `subset`) and which have labels."""
+    keep = None if subset is None else set(subset)
+
+    def members(wildcards):
+        subjects = [s for s in SHARDS[wildcards.shard] if keep is None or s in keep]
+        return {"subjects": subjects,
+                "labelled": [s for s in subjects if s in LABELLED_SET]}
+
+    return members
+
+
+LABELLED_SET = set(LABELLED)
+
+
+def raw_folder(subject):
     """Where a subject's input NIfTI files live (generated or the user's data)."""
     if COHORT["kind"] == "synthetic":
-        return f"{RESULTS}/synthetic/{wildcards.subject}"
-    return str(Path(COHORT["nifti"]["root"]) / wildcards.subject)
+        return f"{RESULTS}/synthetic/{subject}"
+    return str(Path(COHORT["nifti"]["root"]) / subject)
 
 
-def raw_images(wildcards):
-    """Existing input cines; a missing file fails that subject alone, in the script."""
-    folder = raw_folder(wildcards)
+def raw_fingerprint(wildcards):
+    """Changes when any raw input file of the shard changes, so only that shard reruns.
+
+    (Declaring every raw file as an input would cost the DAG ~0.3 ms per file.)
+    """
     if COHORT["kind"] == "synthetic":
-        return [f"{folder}/{view}.nii.gz" for view in VIEWS]
-    return [p for p in (f"{folder}/{view}.nii.gz" for view in VIEWS) if Path(p).exists()]
-
-
-def raw_labels(wildcards):
-    folder = raw_folder(wildcards)
-    files = [f"{folder}/label_{view}.nii.gz" for view in VIEWS]
-    if COHORT["kind"] == "synthetic":
-        return files
-    return [p for p in files if Path(p).exists()]
-
-
-def per_view(pattern):
-    """{view: path} outputs for every view, from a pattern with a {view} field."""
-    return {view: pattern.format(view=view) for view in VIEWS}
-
-
-def final_outputs():
-    outputs = [f"{RESULTS}/aligned/{s}/sa.nii.gz" for s in SUBJECTS]
-    outputs += [f"{RESULTS}/crop/{s}/centring.json" for s in LABELLED]
-    if LABELLED:
-        outputs.append(f"{RESULTS}/tables/centring.tsv")
-    if COHORT["kind"] == "synthetic":
-        outputs.append(f"{RESULTS}/synthetic/subjects.tsv")
-    if EVAL_SUBJECTS and RECON_METHODS:
-        outputs.append(f"{RESULTS}/tables/lax_dice_LVC.md")
-        outputs += [f"{RESULTS}/figures/lax_overlay_{m}.png" for m in RECON_METHODS]
-    return outputs
+        return "synthetic"  # the synth manifest is an input instead
+    files = []
+    for s in SHARDS[wildcards.shard]:
+        names = [*VIEWS, *(f"label_{v}" for v in VIEWS)] if s in LABELLED_SET else VIEWS
+        files += [f"{raw_folder(s)}/{name}.nii.gz" for name in names]
+    return stat_fingerprint(files)
 
 
 # ---- reconstruction and evaluation ------------------------------------------------------
@@ -67,31 +86,9 @@ RECON_METHODS = BASELINE_METHODS  # learned methods join this list as they land
 RECON_PATTERN = "|".join(RECON_METHODS) or "NONE"
 EVAL_SUBJECTS = [s for s in LABELLED if SHEET.loc[s, "split"] in EVALUATION["splits"]]
 HAS_TRUTH = COHORT["kind"] == "synthetic"
-LAX_VIEWS = [v for v in VIEWS if v != "sa"]
 
 
 ALIGN = {"method": "intensity", **config.get("align", {})}
-
-
-def align_inputs(wildcards):
-    """Cropped SAX and LAX cines, plus labels when the label-based estimator is chosen."""
-    crop = f"{RESULTS}/crop/{wildcards.subject}"
-    inputs = {"sa": f"{crop}/sa.nii.gz", **{v: f"{crop}/{v}.nii.gz" for v in LAX_VIEWS}}
-    if ALIGN["method"] == "labels":
-        inputs["label_sa"] = f"{crop}/label_sa.nii.gz"
-        inputs.update({f"label_{v}": f"{crop}/label_{v}.nii.gz" for v in LAX_VIEWS})
-    return inputs
-
-
-def sax_label_stack(wildcards):
-    """The SAX label cine reconstructions start from: manual labels, slice-aligned."""
-    return f"{RESULTS}/aligned/{wildcards.subject}/label_sa.nii.gz"
-
-
-def recon_volumes(wildcards):
-    folder = f"{RESULTS}/recon/{wildcards.method}/{wildcards.subject}"
-    return {"ed": f"{folder}/label_ed.nii.gz", "es": f"{folder}/label_es.nii.gz",
-            "record": f"{folder}/recon.json"}
 
 
 # ---- segmentation network -----------------------------------------------------------------
@@ -106,27 +103,24 @@ SEG_ON = bool(SEG["enabled"]) and (bool(SEG["checkpoint"]) or (bool(SEG_TRAIN) a
 SEG_EVAL_SUBJECTS = [s for s in EVAL_SUBJECTS if SHEET.loc[s, "split"] == "test"] if SEG_ON else []
 
 
-def seg_inputs(wildcards):
-    """Image, checkpoint and (when the subject has labels) the labels that give ED/ES."""
-    inputs = {"image": f"{RESULTS}/aligned/{wildcards.subject}/sa.nii.gz", "model": SEG_CHECKPOINT}
-    if wildcards.subject in LABELLED:
-        inputs["labels"] = f"{RESULTS}/aligned/{wildcards.subject}/label_sa.nii.gz"
-    return inputs
-
-
-def evaluation_outputs():
-    """Per-subject evaluation rows every cohort table needs."""
-    out = {"lax": [], "truth": [], "phenotypes": [], "sax": []}
-    for method in RECON_METHODS:
-        for s in EVAL_SUBJECTS:
-            out["lax"].append(f"{RESULTS}/eval/lax/{method}/{s}.parquet")
-            out["phenotypes"].append(f"{RESULTS}/phenotypes/{method}/{s}.parquet")
-            if HAS_TRUTH:
-                out["truth"].append(f"{RESULTS}/eval/truth/{method}/{s}.parquet")
-    out["sax"] = [f"{RESULTS}/eval/sax/directseg/{s}.parquet" for s in SEG_EVAL_SUBJECTS]
-    out["phenotypes"] += [f"{RESULTS}/phenotypes/directseg/{s}.parquet" for s in SEG_EVAL_SUBJECTS]
-    for s in EVAL_SUBJECTS:
-        out["phenotypes"].append(f"{RESULTS}/phenotypes/labels/{s}.parquet")
-        if HAS_TRUTH:
-            out["phenotypes"].append(f"{RESULTS}/phenotypes/truth/{s}.parquet")
+def evaluation_manifests():
+    """Manifests of every per-subject evaluation the cohort tables read."""
+    out = {f"eval_{m}": manifests(f"eval-{m}", EVAL_SUBJECTS) for m in RECON_METHODS}
+    out["reference"] = manifests("reference", EVAL_SUBJECTS)
+    out["directseg"] = manifests("directseg", SEG_EVAL_SUBJECTS)
     return out
+
+
+def final_outputs():
+    outputs = manifests("align")
+    if LABELLED:
+        outputs.append(f"{RESULTS}/tables/centring.tsv")
+    if COHORT["kind"] == "synthetic":
+        outputs.append(f"{RESULTS}/synthetic/subjects.tsv")
+    if SEG_ON:
+        outputs += manifests("seg")
+    if EVAL_SUBJECTS and RECON_METHODS:
+        outputs.append(f"{RESULTS}/tables/lax_dice_LVC.md")
+        outputs += [f"{RESULTS}/figures/lax_overlay_{m}.png" for m in RECON_METHODS]
+    outputs.append(f"{RESULTS}/tables/subject_status.tsv")
+    return outputs

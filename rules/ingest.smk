@@ -1,37 +1,21 @@
-# Validate a subject's NIfTI cines and write them in the canonical layout.
+# Validate each subject's NIfTI cines (and labels, when the sheet says it has them) and
+# write them in the canonical layout, nifti/{subject}/.
 
 
 rule ingest:
     input:
-        raw_images,
+        [manifest("synth")] if COHORT["kind"] == "synthetic" else [],
     output:
-        **per_view(f"{RESULTS}/nifti/{{{{subject}}}}/{{view}}.nii.gz"),
-        report=f"{RESULTS}/nifti/{{subject}}/ingest.json",
+        manifest("ingest"),
     log:
-        f"{RESULTS}/logs/ingest/{{subject}}.log",
+        f"{RESULTS}/logs/ingest/{{shard}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/ingest/{{subject}}.tsv"
+        f"{RESULTS}/benchmarks/ingest/{{shard}}.tsv"
     params:
-        folder=raw_folder,
+        shard=shard_job(),
+        sources=lambda wc: {s: raw_folder(s) for s in SHARDS[wc.shard]},
+        raw_fingerprint=raw_fingerprint,
     conda:
         "../envs/cpu.yaml"
     script:
         "../workflow_scripts/ingest.py"
-
-
-rule ingest_labels:
-    input:
-        validated=f"{RESULTS}/nifti/{{subject}}/ingest.json",  # images passed validation
-        labels=raw_labels,
-    output:
-        **per_view(f"{RESULTS}/nifti/{{{{subject}}}}/label_{{view}}.nii.gz"),
-    log:
-        f"{RESULTS}/logs/ingest_labels/{{subject}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/ingest_labels/{{subject}}.tsv"
-    params:
-        folder=raw_folder,
-    conda:
-        "../envs/cpu.yaml"
-    script:
-        "../workflow_scripts/ingest_labels.py"

@@ -3,18 +3,17 @@
 
 rule recon_baseline:
     input:
-        labels=sax_label_stack,
+        manifest("align"),
     output:
-        ed=f"{RESULTS}/recon/{{method}}/{{subject}}/label_ed.nii.gz",
-        es=f"{RESULTS}/recon/{{method}}/{{subject}}/label_es.nii.gz",
-        record=f"{RESULTS}/recon/{{method}}/{{subject}}/recon.json",
+        manifest("recon-{method}"),
     wildcard_constraints:
         method="|".join(BASELINE_METHODS) or "NONE",
     log:
-        f"{RESULTS}/logs/recon_baseline/{{method}}/{{subject}}.log",
+        f"{RESULTS}/logs/recon_baseline/{{method}}/{{shard}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/recon_baseline/{{method}}/{{subject}}.tsv"
+        f"{RESULTS}/benchmarks/recon_baseline/{{method}}/{{shard}}.tsv"
     params:
+        shard=shard_job(EVAL_SUBJECTS),
         target_spacing_mm=RECON["target_spacing_mm"],
     conda:
         "../envs/cpu.yaml"

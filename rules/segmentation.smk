@@ -1,12 +1,11 @@
-# SAX segmentation network: cohort-level training (GPU-tagged), per-subject inference,
-# DirectSeg evaluation. The checkpoint is a declared input of inference, so replacing it
-# reruns inference and everything downstream of it, and nothing else.
+# SAX segmentation network: cohort-level training and shard-batched inference, both
+# GPU-tagged (resources: gpu=1), and DirectSeg evaluation. The checkpoint is a declared
+# input of inference, so replacing it reruns inference and what depends on it, only.
 
 
 rule train_seg:
     input:
-        images=expand(f"{RESULTS}/aligned/{{subject}}/sa.nii.gz", subject=SEG_TRAIN + SEG_VAL),
-        labels=expand(f"{RESULTS}/aligned/{{subject}}/label_sa.nii.gz", subject=SEG_TRAIN + SEG_VAL),
+        manifests("align", SEG_TRAIN + SEG_VAL),
     output:
         model=f"{RESULTS}/models/seg/{{seg_model}}/model.pt",
         history=f"{RESULTS}/models/seg/{{seg_model}}/history.tsv",
@@ -29,37 +28,39 @@ rule train_seg:
         "../workflow_scripts/train_seg.py"
 
 
-rule seg_sax:
+rule seg:
     input:
-        unpack(seg_inputs),
+        upstream=manifest("align"),
+        model=SEG_CHECKPOINT,
     output:
-        f"{RESULTS}/seg/{{subject}}/seg_sa.nii.gz",
+        manifest("seg"),
     log:
-        f"{RESULTS}/logs/seg_sax/{{subject}}.log",
+        f"{RESULTS}/logs/seg/{{shard}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/seg_sax/{{subject}}.tsv"
+        f"{RESULTS}/benchmarks/seg/{{shard}}.tsv"
     resources:
         gpu=1,
     params:
+        shard=shard_job(),
         frames=SEG["predict_frames"],
         batch_size=SEG["batch_size"] * 4,
     conda:
         "../envs/gpu.yaml"
     script:
-        "../workflow_scripts/seg_sax.py"
+        "../workflow_scripts/seg.py"
 
 
 rule eval_directseg:
     input:
-        seg=f"{RESULTS}/seg/{{subject}}/seg_sa.nii.gz",
-        labels=f"{RESULTS}/aligned/{{subject}}/label_sa.nii.gz",
+        manifest("seg"),
     output:
-        metrics=f"{RESULTS}/eval/sax/directseg/{{subject}}.parquet",
-        phenotypes=f"{RESULTS}/phenotypes/directseg/{{subject}}.parquet",
+        manifest("directseg"),
     log:
-        f"{RESULTS}/logs/eval_directseg/{{subject}}.log",
+        f"{RESULTS}/logs/eval_directseg/{{shard}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/eval_directseg/{{subject}}.tsv"
+        f"{RESULTS}/benchmarks/eval_directseg/{{shard}}.tsv"
+    params:
+        shard=shard_job(SEG_EVAL_SUBJECTS),
     conda:
         "../envs/cpu.yaml"
     script:

@@ -18,26 +18,19 @@ rule synth_sheet:
         "../workflow_scripts/synth_sheet.py"
 
 
-rule synth_subject:
+rule synth:
     output:
-        **{
-            name: f"{RESULTS}/synthetic/{{subject}}/{name}.nii.gz"
-            for name in [*VIEWS, *(f"label_{v}" for v in VIEWS)]
-        },
-        truth_ed=f"{RESULTS}/synthetic/{{subject}}/truth/label_ed.nii.gz",
-        truth_es=f"{RESULTS}/synthetic/{{subject}}/truth/label_es.nii.gz",
-        truth_shifts=f"{RESULTS}/synthetic/{{subject}}/truth/shifts.tsv",
-        truth_phenotypes=f"{RESULTS}/synthetic/{{subject}}/truth/phenotypes.json",
-        truth_params=f"{RESULTS}/synthetic/{{subject}}/truth/params.json",
+        manifest("synth"),
     log:
-        f"{RESULTS}/logs/synth_subject/{{subject}}.log",
+        f"{RESULTS}/logs/synth/{{shard}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/synth_subject/{{subject}}.tsv"
+        f"{RESULTS}/benchmarks/synth/{{shard}}.tsv"
     params:
+        shard=shard_job(),
         seed=SYNTH.get("seed", 0),
-        index=lambda wc: int(SHEET.loc[wc.subject, "index"]),
+        index=lambda wc: {s: int(SHEET.loc[s, "index"]) for s in SHARDS[wc.shard]},
         acquisition=SYNTH.get("acquisition", {}),
     conda:
         "../envs/cpu.yaml"
     script:
-        "../workflow_scripts/synth_subject.py"
+        "../workflow_scripts/synth.py"

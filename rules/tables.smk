@@ -1,12 +1,15 @@
-# Cohort level: the papers' tables and figures from the per-subject evaluation rows.
+# Cohort level: the papers' tables and figures from the per-subject evaluation rows, and
+# the status of every subject (which stage failed it, and why).
 
 REPORT = report_names(HAS_TRUTH, bool(SEG_EVAL_SUBJECTS))
 OVERLAY_SUBJECTS = EVAL_SUBJECTS[: EVALUATION["overlay_subjects"]]
+STATUS_STAGES = (["synth"] if COHORT["kind"] == "synthetic" else []) + ["ingest", "crop", "align"]
+STATUS_STAGES += ["seg"] if SEG_ON else []
 
 
 rule report:
     input:
-        **{k: v for k, v in evaluation_outputs().items()},
+        **evaluation_manifests(),
     output:
         tables=[
             f"{RESULTS}/tables/{stem}.{ext}"
@@ -19,6 +22,8 @@ rule report:
     benchmark:
         f"{RESULTS}/benchmarks/report.tsv"
     params:
+        methods=RECON_METHODS,
+        truth=HAS_TRUTH,
         method_order=RECON_METHODS + ["directseg", "labels"],
     conda:
         "../envs/cpu.yaml"
@@ -26,22 +31,29 @@ rule report:
         "../workflow_scripts/report.py"
 
 
+rule subject_status:
+    input:
+        [manifests(stage) for stage in STATUS_STAGES],
+        [manifests(f"recon-{m}", EVAL_SUBJECTS) for m in RECON_METHODS],
+        list(evaluation_manifests().values()),
+    output:
+        f"{RESULTS}/tables/subject_status.tsv",
+    log:
+        f"{RESULTS}/logs/subject_status.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/subject_status.tsv"
+    params:
+        subjects=SUBJECTS,
+    conda:
+        "../envs/cpu.yaml"
+    script:
+        "../workflow_scripts/subject_status.py"
+
+
 rule lax_overlay:
     input:
-        recon=expand(
-            f"{RESULTS}/recon/{{{{method}}}}/{{subject}}/label_ed.nii.gz",
-            subject=OVERLAY_SUBJECTS,
-        ),
-        images=expand(
-            f"{RESULTS}/crop/{{subject}}/{{view}}.nii.gz",
-            subject=OVERLAY_SUBJECTS,
-            view=LAX_VIEWS,
-        ),
-        labels=expand(
-            f"{RESULTS}/crop/{{subject}}/label_{{view}}.nii.gz",
-            subject=OVERLAY_SUBJECTS,
-            view=LAX_VIEWS,
-        ),
+        recon=manifests("recon-{method}", OVERLAY_SUBJECTS),
+        crop=manifests("crop", OVERLAY_SUBJECTS),
     output:
         f"{RESULTS}/figures/lax_overlay_{{method}}.png",
     wildcard_constraints:

@@ -1,6 +1,10 @@
+from cinerecon.batch import ok_subjects
 from cinerecon.io.files import write_tsv
+from cinerecon.layout import Layout
 from cinerecon.tables import frame_from_json
 from cinerecon.workflow import logged
 
 with logged(snakemake.log[0], "centring_table"):
-    write_tsv(snakemake.output[0], frame_from_json(snakemake.input))
+    layout, labelled = Layout.of_manifest(snakemake.input[0]), set(snakemake.params.labelled)
+    done = [s for s in ok_subjects(snakemake.input) if s in labelled]
+    write_tsv(snakemake.output[0], frame_from_json([layout.centring(s) for s in done]))

@@ -1,15 +1,6 @@
-from cinerecon.io.subject import VIEWS
-from cinerecon.preprocess.crop import crop_subject_files
-from cinerecon.workflow import logged
+from cinerecon.stages import crop_outputs, crop_run
+from cinerecon.workflow import shard_stage
 
-subject = snakemake.wildcards.subject
-with logged(snakemake.log[0], "crop", subject) as log:
-    record = crop_subject_files(
-        subject,
-        {v: snakemake.input[v] for v in VIEWS},
-        {v: snakemake.output[v] for v in VIEWS},
-        snakemake.output.record,
-        snakemake.params.sax_size,
-        snakemake.params.lax_size,
-    )
-    log.info("heart centre %s mm", record["centre_mm"])
+p = snakemake.params
+shard_stage(snakemake.log[0], "crop", p.shard, snakemake.output[0], snakemake.input,
+            crop_outputs, crop_run, sax_size=p.sax_size, lax_size=p.lax_size)

@@ -1,9 +1,5 @@
-from cinerecon.io.files import write_parquet
-from cinerecon.models.seg_files import directseg_rows
-from cinerecon.workflow import logged
+from cinerecon.stages import directseg_outputs, directseg_run
+from cinerecon.workflow import shard_stage
 
-subject = snakemake.wildcards.subject
-with logged(snakemake.log[0], "eval_directseg", subject):
-    metrics, phen = directseg_rows(subject, snakemake.input.seg, snakemake.input.labels)
-    write_parquet(snakemake.output.metrics, metrics)
-    write_parquet(snakemake.output.phenotypes, phen)
+shard_stage(snakemake.log[0], "eval_directseg", snakemake.params.shard, snakemake.output[0],
+            snakemake.input, directseg_outputs, directseg_run)

@@ -1,9 +1,6 @@
-from cinerecon.io.subject import VIEWS
-from cinerecon.preprocess.ingest import ingest_images
-from cinerecon.workflow import logged
+from cinerecon.stages import ingest_outputs, ingest_run
+from cinerecon.workflow import shard_stage
 
-subject = snakemake.wildcards.subject
-with logged(snakemake.log[0], "ingest", subject) as log:
-    report = ingest_images(snakemake.params.folder, subject,
-                           {v: snakemake.output[v] for v in VIEWS}, snakemake.output.report)
-    log.info("views: %s", report["views"])
+p = snakemake.params
+shard_stage(snakemake.log[0], "ingest", p.shard, snakemake.output[0], snakemake.input,
+            ingest_outputs, ingest_run, sources=p.sources)

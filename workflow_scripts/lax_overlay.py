@@ -1,16 +1,17 @@
+from cinerecon.batch import ok_subjects
 from cinerecon.evaluate import lax_overlay_panels
+from cinerecon.layout import Layout
 from cinerecon.plots import lax_overlay_grid
 from cinerecon.workflow import logged
 
-method = snakemake.wildcards.method
-subjects, views = snakemake.params.subjects, snakemake.params.views
+p, method = snakemake.params, snakemake.wildcards.method
 with logged(snakemake.log[0], f"lax_overlay[{method}]"):
+    layout, done = Layout.of_manifest(snakemake.input.recon[0]), set(ok_subjects(snakemake.input.recon))
     panels = []
-    for i, subject in enumerate(subjects):
-        # expand() orders images and labels subject-major, view-minor
-        own = slice(i * len(views), (i + 1) * len(views))
-        panels += lax_overlay_panels(subject, method, snakemake.input.recon[i],
-                                     dict(zip(views, snakemake.input.images[own])),
-                                     dict(zip(views, snakemake.input.labels[own])))
+    for subject in (s for s in p.subjects if s in done):
+        crop = layout.crop(subject, labels=True)
+        panels += lax_overlay_panels(subject, method, layout.recon(method, subject)["ED"],
+                                     {v: crop[v] for v in p.views},
+                                     {v: crop[f"label_{v}"] for v in p.views})
     lax_overlay_grid(panels, snakemake.output[0],
                      title=f"{method}: reconstruction (dashed) vs LAX labels (solid), ED")

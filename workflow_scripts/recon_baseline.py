@@ -1,10 +1,6 @@
-from cinerecon.baselines.files import reconstruct_subject
-from cinerecon.workflow import logged
+from cinerecon.stages import recon_outputs, recon_run
+from cinerecon.workflow import shard_stage
 
-subject, method = snakemake.wildcards.subject, snakemake.wildcards.method
-with logged(snakemake.log[0], f"recon_baseline[{method}]", subject) as log:
-    record = reconstruct_subject(subject, snakemake.input.labels, method,
-                                 snakemake.params.target_spacing_mm,
-                                 {"ED": snakemake.output.ed, "ES": snakemake.output.es},
-                                 snakemake.output.record)
-    log.info("k=%d, ES frame %d, seconds %s", record["k"], record["frames"]["ES"], record["seconds"])
+p, method = snakemake.params, snakemake.wildcards.method
+shard_stage(snakemake.log[0], f"recon[{method}]", p.shard, snakemake.output[0], snakemake.input,
+            recon_outputs, recon_run, method=method, target_spacing_mm=p.target_spacing_mm)

@@ -1,9 +1,13 @@
 from pathlib import Path
 
-from cinerecon.tables.report import write_report
+from cinerecon.layout import Layout
+from cinerecon.tables.report import report_inputs, write_report
 from cinerecon.workflow import logged
 
+p, inp = snakemake.params, snakemake.input
 with logged(snakemake.log[0], "report"):
-    write_report(snakemake.input.lax, snakemake.input.truth, snakemake.input.phenotypes,
+    files = report_inputs(Layout.of_manifest(inp.reference[0]), {m: inp[f"eval_{m}"] for m in p.methods},
+                          inp.reference, inp.directseg, p.truth)
+    write_report(files["lax"], files["truth"], files["phenotypes"],
                  Path(snakemake.output.tables[0]).parent, Path(snakemake.output.figures[0]).parent,
-                 snakemake.params.method_order, snakemake.input.sax)
+                 p.method_order, files["sax"])

@@ -72,10 +72,14 @@ def train_from_files(train_pairs, val_pairs, settings: dict, checkpoint, history
 
 
 def segment_subject(subject: str, image_path, checkpoint, output, frames: str, label_path=None,
-                    batch_size: int = 64, device: str | None = None) -> dict:
-    """Predict SAX labels for ED/ES (from the labels when present, else ED + all) or all frames."""
+                    batch_size: int = 64, device: str | None = None, model=None) -> dict:
+    """Predict SAX labels for ED/ES (from the labels when present, else all) or all frames.
+
+    `model`, when given, is the checkpoint already loaded on `device` (shard jobs load
+    it once for many subjects).
+    """
     device = device or default_device()
-    model = load_checkpoint(checkpoint, device)
+    model = model if model is not None else load_checkpoint(checkpoint, device)
     image, affine, header = load_nifti(image_path, subject)
     wanted = list(range(image.shape[3]))
     if frames != "all" and label_path is not None:

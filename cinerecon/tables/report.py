@@ -58,3 +58,28 @@ def write_report(lax_paths, truth_paths, phenotype_paths, tables_dir, figures_di
         write_table(truth_metrics_table(truth, method_order), tables_dir / "truth_metrics")
         write_table(truth_metrics_numeric(truth, method_order), tables_dir / "truth_metrics_numeric")
         dice_boxplot(truth, figures_dir / "dice_truth.png", method_order=method_order)
+
+
+def report_inputs(layout, eval_manifests: dict, reference_manifests, directseg_manifests,
+                  with_truth: bool) -> dict:
+    """Per-subject row files of the subjects whose evaluation succeeded, from the manifests.
+
+    eval_manifests: {method: manifest paths of its `evaluate` shards}.
+    """
+    from cinerecon.batch import ok_subjects
+
+    files = {"lax": [], "truth": [], "phenotypes": [], "sax": []}
+    for method, paths in eval_manifests.items():
+        for s in ok_subjects(paths):
+            files["lax"].append(layout.eval_lax(method, s))
+            files["phenotypes"].append(layout.phenotypes(method, s))
+            if with_truth:
+                files["truth"].append(layout.eval_truth(method, s))
+    for s in ok_subjects(reference_manifests):
+        files["phenotypes"].append(layout.phenotypes("labels", s))
+        if with_truth:
+            files["phenotypes"].append(layout.phenotypes("truth", s))
+    for s in ok_subjects(directseg_manifests):
+        files["sax"].append(layout.eval_sax("directseg", s))
+        files["phenotypes"].append(layout.phenotypes("directseg", s))
+    return files

@@ -1,0 +1,89 @@
+"""Where every per-subject file lives under the results root (DESIGN.md, "Data flow").
+
+Shard jobs (cinerecon.batch) write many subjects' files; rules declare only the shard
+manifests, so this one table of paths is what rules, scripts and tests share.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from cinerecon.io.subject import VIEWS
+
+LAX_VIEWS = tuple(v for v in VIEWS if v != "sa")
+PHASES = ("ED", "ES")
+
+
+@dataclass(frozen=True)
+class Layout:
+    results: Path
+
+    def __init__(self, results):
+        object.__setattr__(self, "results", Path(results))
+
+    @classmethod
+    def of_manifest(cls, path) -> "Layout":
+        """The layout a shard manifest (results/shards/{stage}/{shard}.tsv) belongs to."""
+        return cls(Path(path).parents[2])
+
+    # ---- inputs and preprocessing --------------------------------------------------
+    def synthetic(self, subject: str) -> Path:
+        return self.results / "synthetic" / subject
+
+    def truth(self, subject: str) -> dict:
+        folder = self.synthetic(subject) / "truth"
+        return {"ED": folder / "label_ed.nii.gz", "ES": folder / "label_es.nii.gz",
+                "phenotypes": folder / "phenotypes.json", "shifts": folder / "shifts.tsv"}
+
+    def nifti(self, subject: str, labels: bool = False) -> dict:
+        return self._views("nifti", subject, labels)
+
+    def ingest_report(self, subject: str) -> Path:
+        return self.results / "nifti" / subject / "ingest.json"
+
+    def crop(self, subject: str, labels: bool = False) -> dict:
+        return self._views("crop", subject, labels)
+
+    def crop_record(self, subject: str) -> Path:
+        return self.results / "crop" / subject / "crop.json"
+
+    def centring(self, subject: str) -> Path:
+        return self.results / "crop" / subject / "centring.json"
+
+    def aligned(self, subject: str) -> dict:
+        folder = self.results / "aligned" / subject
+        return {"sa": folder / "sa.nii.gz", "label_sa": folder / "label_sa.nii.gz",
+                "shifts": folder / "shifts.tsv", "report": folder / "align.json"}
+
+    # ---- models, reconstructions, evaluation ---------------------------------------
+    def seg(self, subject: str) -> Path:
+        return self.results / "seg" / subject / "seg_sa.nii.gz"
+
+    def recon(self, method: str, subject: str) -> dict:
+        folder = self.results / "recon" / method / subject
+        return {"ED": folder / "label_ed.nii.gz", "ES": folder / "label_es.nii.gz",
+                "record": folder / "recon.json"}
+
+    def eval_lax(self, method: str, subject: str) -> Path:
+        return self.results / "eval" / "lax" / method / f"{subject}.parquet"
+
+    def eval_truth(self, method: str, subject: str) -> Path:
+        return self.results / "eval" / "truth" / method / f"{subject}.parquet"
+
+    def eval_sax(self, method: str, subject: str) -> Path:
+        return self.results / "eval" / "sax" / method / f"{subject}.parquet"
+
+    def phenotypes(self, method: str, subject: str) -> Path:
+        return self.results / "phenotypes" / method / f"{subject}.parquet"
+
+    # ---- shards -------------------------------------------------------------------
+    def manifest(self, stage: str, shard: str) -> Path:
+        return self.results / "shards" / stage / f"{shard}.tsv"
+
+    def _views(self, stage: str, subject: str, labels: bool) -> dict:
+        folder = self.results / stage / subject
+        files = {v: folder / f"{v}.nii.gz" for v in VIEWS}
+        if labels:
+            files.update({f"label_{v}": folder / f"label_{v}.nii.gz" for v in VIEWS})
+        return files

@@ -1,0 +1,182 @@
+"""One subject through one pipeline stage: the unit of work of a shard job.
+
+Each stage is a pair: `outputs(...)` lists the files the stage writes for a subject
+(known before it runs, so cinerecon.batch can clear stale or partial files) and `run(...)`
+writes them by calling the file-level library functions. Paths come from a Layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from cinerecon.align.files import align_labels, align_subject
+from cinerecon.baselines.files import reconstruct_subject
+from cinerecon.evaluate import (
+    label_phenotype_row,
+    lax_rows,
+    recon_phenotype_row,
+    truth_metric_rows,
+    truth_phenotype_row,
+)
+from cinerecon.io.files import write_parquet
+from cinerecon.io.subject import VIEWS
+from cinerecon.layout import LAX_VIEWS, Layout
+from cinerecon.preprocess.crop import crop_label_files, crop_subject_files
+from cinerecon.preprocess.ingest import ingest_images, ingest_labels
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What a stage needs to know about a subject besides its ID."""
+    id: str
+    labelled: bool = False
+
+
+def _views(files: dict, prefix: str = "") -> dict:
+    return {v: files[f"{prefix}{v}"] for v in VIEWS}
+
+
+# ---- synthetic cohort ---------------------------------------------------------------
+SYNTH_FILES = [*VIEWS, *(f"label_{v}" for v in VIEWS)]
+
+
+def synth_outputs(layout: Layout, s: Subject) -> list[Path]:
+    folder = layout.synthetic(s.id)
+    truth = folder / "truth"
+    return ([folder / f"{name}.nii.gz" for name in SYNTH_FILES]
+            + [truth / n for n in ("label_ed.nii.gz", "label_es.nii.gz", "shifts.tsv",
+                                   "phenotypes.json", "params.json")])
+
+
+def synth_run(layout: Layout, s: Subject, seed: int, index: dict, acquisition: dict) -> None:
+    """index: {subject: position in the cohort} (seeds the subject's random streams)."""
+    from cinerecon.synth.cohort import generate_subject
+    from cinerecon.synth.scanner import AcquisitionConfig
+
+    generate_subject(s.id, seed, index[s.id], layout.synthetic(s.id),
+                     AcquisitionConfig.from_dict(acquisition))
+
+
+# ---- ingest (NIfTI folders, or the synthetic cohort's files) -------------------------
+def ingest_outputs(layout: Layout, s: Subject) -> list[Path]:
+    return [*layout.nifti(s.id, s.labelled).values(), layout.ingest_report(s.id)]
+
+
+def ingest_run(layout: Layout, s: Subject, sources: dict) -> dict:
+    """Images first (validated before anything is written), then labels if the subject has them.
+
+    sources: {subject: folder of its NIfTI files}.
+    """
+    source = sources[s.id]
+    files = layout.nifti(s.id, s.labelled)
+    report = ingest_images(source, s.id, _views(files), layout.ingest_report(s.id))
+    if s.labelled:
+        ingest_labels(source, s.id, _views(files, "label_"))
+    return report
+
+
+# ---- heart-centred crop ---------------------------------------------------------------
+def crop_outputs(layout: Layout, s: Subject) -> list[Path]:
+    files = [*layout.crop(s.id, s.labelled).values(), layout.crop_record(s.id)]
+    return files + ([layout.centring(s.id)] if s.labelled else [])
+
+
+def crop_run(layout: Layout, s: Subject, sax_size, lax_size) -> dict:
+    src, dst = layout.nifti(s.id, s.labelled), layout.crop(s.id, s.labelled)
+    record = crop_subject_files(s.id, _views(src), _views(dst), layout.crop_record(s.id),
+                                sax_size, lax_size)
+    if s.labelled:
+        crop_label_files(s.id, _views(src, "label_"), layout.crop_record(s.id),
+                         _views(dst, "label_"), layout.centring(s.id))
+    return record
+
+
+# ---- slice-misalignment correction ----------------------------------------------------
+def align_outputs(layout: Layout, s: Subject) -> list[Path]:
+    files = layout.aligned(s.id)
+    return [files[k] for k in ("sa", "shifts", "report", *(("label_sa",) if s.labelled else ()))]
+
+
+def align_run(layout: Layout, s: Subject, method: str) -> None:
+    crop, out = layout.crop(s.id, s.labelled), layout.aligned(s.id)
+    with_labels = method == "labels"
+    if with_labels and not s.labelled:
+        raise ValueError(f"subject {s.id}: align.method 'labels' needs labels; the sheet has none")
+    align_subject(s.id, method, crop["sa"], {v: crop[v] for v in LAX_VIEWS},
+                  {"sa": out["sa"], "shifts": out["shifts"], "report": out["report"]},
+                  sax_label_path=crop["label_sa"] if with_labels else None,
+                  lax_label_paths={v: crop[f"label_{v}"] for v in LAX_VIEWS} if with_labels else None)
+    if s.labelled:
+        align_labels(s.id, crop["label_sa"], out["shifts"], out["label_sa"])
+
+
+# ---- segmentation network inference ---------------------------------------------------
+def seg_outputs(layout: Layout, s: Subject) -> list[Path]:
+    return [layout.seg(s.id)]
+
+
+def seg_run(layout: Layout, s: Subject, model, checkpoint, frames: str, batch_size: int,
+            device: str) -> dict:
+    from cinerecon.models.seg_files import segment_subject
+
+    aligned = layout.aligned(s.id)
+    return segment_subject(s.id, aligned["sa"], checkpoint, layout.seg(s.id), frames,
+                           aligned["label_sa"] if s.labelled else None, batch_size, device, model)
+
+
+# ---- reconstruction baselines -----------------------------------------------------------
+def recon_outputs(layout: Layout, s: Subject, method: str) -> list[Path]:
+    return list(layout.recon(method, s.id).values())
+
+
+def recon_run(layout: Layout, s: Subject, method: str, target_spacing_mm: float) -> dict:
+    out = layout.recon(method, s.id)
+    return reconstruct_subject(s.id, layout.aligned(s.id)["label_sa"], method, target_spacing_mm,
+                               {"ED": out["ED"], "ES": out["ES"]}, out["record"])
+
+
+# ---- evaluation of a reconstruction: LAX intersections, truth, phenotypes --------------
+def evaluate_outputs(layout: Layout, s: Subject, method: str, truth: bool) -> list[Path]:
+    files = [layout.eval_lax(method, s.id), layout.phenotypes(method, s.id)]
+    return files + ([layout.eval_truth(method, s.id)] if truth else [])
+
+
+def evaluate_run(layout: Layout, s: Subject, method: str, truth: bool) -> None:
+    recon = layout.recon(method, s.id)
+    volumes = {"ED": recon["ED"], "ES": recon["ES"]}
+    crop = layout.crop(s.id, labels=True)
+    write_parquet(layout.eval_lax(method, s.id),
+                  lax_rows(s.id, method, volumes, recon["record"],
+                           {v: crop[f"label_{v}"] for v in LAX_VIEWS}))
+    write_parquet(layout.phenotypes(method, s.id), recon_phenotype_row(s.id, method, volumes))
+    if truth:
+        t = layout.truth(s.id)
+        write_parquet(layout.eval_truth(method, s.id),
+                      truth_metric_rows(s.id, method, volumes, {"ED": t["ED"], "ES": t["ES"]}))
+
+
+# ---- reference phenotypes: the acquired label stack, and the synthetic truth -----------
+def reference_outputs(layout: Layout, s: Subject, truth: bool) -> list[Path]:
+    return [layout.phenotypes("labels", s.id)] + ([layout.phenotypes("truth", s.id)] if truth else [])
+
+
+def reference_run(layout: Layout, s: Subject, truth: bool) -> None:
+    write_parquet(layout.phenotypes("labels", s.id),
+                  label_phenotype_row(s.id, layout.aligned(s.id)["label_sa"]))
+    if truth:
+        write_parquet(layout.phenotypes("truth", s.id),
+                      truth_phenotype_row(s.id, layout.truth(s.id)["phenotypes"]))
+
+
+# ---- DirectSeg: the network's SAX segmentation against the manual labels ---------------
+def directseg_outputs(layout: Layout, s: Subject) -> list[Path]:
+    return [layout.eval_sax("directseg", s.id), layout.phenotypes("directseg", s.id)]
+
+
+def directseg_run(layout: Layout, s: Subject) -> None:
+    from cinerecon.models.seg_files import directseg_rows
+
+    metrics, phen = directseg_rows(s.id, layout.seg(s.id), layout.aligned(s.id)["label_sa"])
+    write_parquet(layout.eval_sax("directseg", s.id), metrics)
+    write_parquet(layout.phenotypes("directseg", s.id), phen)

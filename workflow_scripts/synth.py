@@ -1,0 +1,6 @@
+from cinerecon.stages import synth_outputs, synth_run
+from cinerecon.workflow import shard_stage
+
+p = snakemake.params
+shard_stage(snakemake.log[0], "synth", p.shard, snakemake.output[0], [], synth_outputs, synth_run,
+            seed=p.seed, index=p.index, acquisition=p.acquisition)
