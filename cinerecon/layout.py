@@ -42,6 +42,14 @@ class Layout:
     def ingest_report(self, subject: str) -> Path:
         return self.results / "nifti" / subject / "ingest.json"
 
+    def dicom_meta(self, subject: str) -> Path:
+        return self.results / "nifti" / subject / "meta.json"
+
+    def synthetic_zips(self, subject: str) -> dict:
+        """The synthetic subject written as UK Biobank zips (fields 20209 SAX, 20208 LAX)."""
+        folder = self.synthetic(subject) / "dicom"
+        return {"sax": folder / f"{subject}_20209_2_0.zip", "lax": folder / f"{subject}_20208_2_0.zip"}
+
     def crop(self, subject: str, labels: bool = False) -> dict:
         return self._views("crop", subject, labels)
 

@@ -41,21 +41,32 @@ def _views(files: dict, prefix: str = "") -> dict:
 SYNTH_FILES = [*VIEWS, *(f"label_{v}" for v in VIEWS)]
 
 
-def synth_outputs(layout: Layout, s: Subject) -> list[Path]:
+def synth_outputs(layout: Layout, s: Subject, dicom: dict | None = None) -> list[Path]:
     folder = layout.synthetic(s.id)
     truth = folder / "truth"
-    return ([folder / f"{name}.nii.gz" for name in SYNTH_FILES]
-            + [truth / n for n in ("label_ed.nii.gz", "label_es.nii.gz", "shifts.tsv",
-                                   "phenotypes.json", "params.json")])
+    files = ([folder / f"{name}.nii.gz" for name in SYNTH_FILES]
+             + [truth / n for n in ("label_ed.nii.gz", "label_es.nii.gz", "shifts.tsv",
+                                    "phenotypes.json", "params.json")])
+    return files + (list(layout.synthetic_zips(s.id).values()) if dicom is not None else [])
 
 
-def synth_run(layout: Layout, s: Subject, seed: int, index: dict, acquisition: dict) -> None:
-    """index: {subject: position in the cohort} (seeds the subject's random streams)."""
+def synth_run(layout: Layout, s: Subject, seed: int, index: dict, acquisition: dict,
+              dicom: dict | None = None) -> None:
+    """index: {subject: position in the cohort} (seeds the subject's random streams).
+
+    dicom: when not None, the subject is also written as UK Biobank DICOM zips with
+    these quirks (cinerecon.synth.dicom.DicomQuirks), so the pipeline can start from DICOM.
+    """
     from cinerecon.synth.cohort import generate_subject
     from cinerecon.synth.scanner import AcquisitionConfig
 
     generate_subject(s.id, seed, index[s.id], layout.synthetic(s.id),
                      AcquisitionConfig.from_dict(acquisition))
+    if dicom is not None:
+        from cinerecon.synth.dicom import write_ukbb_zips
+
+        zips = layout.synthetic_zips(s.id)
+        write_ukbb_zips(layout.synthetic(s.id), s.id, zips["sax"].parent, dicom, seed=index[s.id])
 
 
 # ---- ingest (NIfTI folders, or the synthetic cohort's files) -------------------------
@@ -74,6 +85,25 @@ def ingest_run(layout: Layout, s: Subject, sources: dict) -> dict:
     if s.labelled:
         ingest_labels(source, s.id, _views(files, "label_"))
     return report
+
+
+def ingest_dicom_outputs(layout: Layout, s: Subject) -> list[Path]:
+    return [*layout.nifti(s.id, s.labelled).values(), layout.dicom_meta(s.id)]
+
+
+def ingest_dicom_run(layout: Layout, s: Subject, zips: dict, label_folders: dict) -> dict:
+    """UK Biobank cine zips -> NIfTI (cinerecon.io.ukbb_dicom), then labels if any.
+
+    zips: {subject: [zip paths]}; label_folders: {subject: folder of label_{view}.nii.gz}.
+    """
+    from cinerecon.io.ukbb_dicom import ingest_ukbb_zips
+
+    files = layout.nifti(s.id, s.labelled)
+    meta = ingest_ukbb_zips(s.id, zips[s.id], _views(files), layout.dicom_meta(s.id))
+    if s.labelled:
+        ingest_labels(label_folders[s.id], s.id, _views(files, "label_"),
+                      images_folder=files["sa"].parent)
+    return meta
 
 
 # ---- heart-centred crop ---------------------------------------------------------------

@@ -57,11 +57,26 @@ def shard_job(subset=None):
 LABELLED_SET = set(LABELLED)
 
 
+SYNTH_DICOM = COHORT["kind"] == "synthetic" and COHORT.get("synthetic", {}).get("dicom") is not None
+FROM_DICOM = COHORT["kind"] == "ukbb_dicom" or SYNTH_DICOM
+
+
 def raw_folder(subject):
-    """Where a subject's input NIfTI files live (generated or the user's data)."""
+    """Where a subject's input NIfTI files (or, for DICOM cohorts, its label files) live."""
     if COHORT["kind"] == "synthetic":
         return f"{RESULTS}/synthetic/{subject}"
+    if COHORT["kind"] == "ukbb_dicom":
+        return str(Path(COHORT["ukbb_dicom"].get("labels_root") or "labels-not-configured") / subject)
     return str(Path(COHORT["nifti"]["root"]) / subject)
+
+
+def dicom_zips(subject):
+    """A subject's cine zips: UK Biobank fields 20209 (short axis) and 20208 (long axis)."""
+    if SYNTH_DICOM:
+        folder, instance = f"{RESULTS}/synthetic/{subject}/dicom", 2
+    else:
+        folder, instance = COHORT["ukbb_dicom"]["root"], COHORT["ukbb_dicom"].get("instance", 2)
+    return [f"{folder}/{subject}_{field}_{instance}_0.zip" for field in (20209, 20208)]
 
 
 def raw_fingerprint(wildcards):
@@ -73,8 +88,9 @@ def raw_fingerprint(wildcards):
         return "synthetic"  # the synth manifest is an input instead
     files = []
     for s in SHARDS[wildcards.shard]:
-        names = [*VIEWS, *(f"label_{v}" for v in VIEWS)] if s in LABELLED_SET else VIEWS
-        files += [f"{raw_folder(s)}/{name}.nii.gz" for name in names]
+        images = dicom_zips(s) if FROM_DICOM else [f"{raw_folder(s)}/{v}.nii.gz" for v in VIEWS]
+        labels = [f"{raw_folder(s)}/label_{v}.nii.gz" for v in VIEWS] if s in LABELLED_SET else []
+        files += images + labels
     return stat_fingerprint(files)
 
 

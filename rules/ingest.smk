@@ -1,21 +1,44 @@
-# Validate each subject's NIfTI cines (and labels, when the sheet says it has them) and
-# write them in the canonical layout, nifti/{subject}/.
+# Validate each subject's cines (UK Biobank DICOM zips, or NIfTI files) and its labels,
+# when the sheet says it has them, and write them in the canonical layout, nifti/{subject}/.
 
 
-rule ingest:
-    input:
-        [manifest("synth")] if COHORT["kind"] == "synthetic" else [],
-    output:
-        manifest("ingest"),
-    log:
-        f"{RESULTS}/logs/ingest/{{shard}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/ingest/{{shard}}.tsv"
-    params:
-        shard=shard_job(),
-        sources=lambda wc: {s: raw_folder(s) for s in SHARDS[wc.shard]},
-        raw_fingerprint=raw_fingerprint,
-    conda:
-        "../envs/cpu.yaml"
-    script:
-        "../workflow_scripts/ingest.py"
+if FROM_DICOM:
+
+    rule ingest_dicom:
+        input:
+            [manifest("synth")] if COHORT["kind"] == "synthetic" else [],
+        output:
+            manifest("ingest"),
+        log:
+            f"{RESULTS}/logs/ingest/{{shard}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/ingest/{{shard}}.tsv"
+        params:
+            shard=shard_job(),
+            zips=lambda wc: {s: dicom_zips(s) for s in SHARDS[wc.shard]},
+            label_folders=lambda wc: {s: raw_folder(s) for s in SHARDS[wc.shard]},
+            raw_fingerprint=raw_fingerprint,
+        conda:
+            "../envs/cpu.yaml"
+        script:
+            "../workflow_scripts/ingest_dicom.py"
+
+else:
+
+    rule ingest:
+        input:
+            [manifest("synth")] if COHORT["kind"] == "synthetic" else [],
+        output:
+            manifest("ingest"),
+        log:
+            f"{RESULTS}/logs/ingest/{{shard}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/ingest/{{shard}}.tsv"
+        params:
+            shard=shard_job(),
+            sources=lambda wc: {s: raw_folder(s) for s in SHARDS[wc.shard]},
+            raw_fingerprint=raw_fingerprint,
+        conda:
+            "../envs/cpu.yaml"
+        script:
+            "../workflow_scripts/ingest.py"

@@ -30,6 +30,7 @@ rule synth:
         seed=SYNTH.get("seed", 0),
         index=lambda wc: {s: int(SHEET.loc[s, "index"]) for s in SHARDS[wc.shard]},
         acquisition=SYNTH.get("acquisition", {}),
+        dicom=SYNTH.get("dicom"),
     conda:
         "../envs/cpu.yaml"
     script:

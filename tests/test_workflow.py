@@ -140,3 +140,42 @@ def test_overlapping_splits_are_refused(tmp_path):
     run = snakemake(tmp_path, "--configfile", str(tmp_path / "cfg.yaml"), "-n")
     assert run.returncode != 0
     assert "splits must not overlap" in run.stdout + run.stderr
+
+
+def test_ukbb_dicom_cohort_truncated_zip_fails_alone_and_nothing_identifying_leaks(tmp_path, synth_subject):
+    import pydicom
+
+    from cinerecon.synth.dicom import write_ukbb_zips
+
+    root = tmp_path / "bulk"
+    eids = ["1000001", "1000002", "1000003"]
+    for i, eid in enumerate(eids):
+        write_ukbb_zips(synth_subject["sa"].parent, eid, root, {"sax_layout": "mixed" if i else "separate"}, seed=i)
+    sax_zip = root / "1000002_20209_2_0.zip"
+    sax_zip.write_bytes(sax_zip.read_bytes()[: sax_zip.stat().st_size // 2])
+    with __import__("zipfile").ZipFile(root / "1000001_20208_2_0.zip") as z:
+        name = next(n for n in z.namelist() if not n.startswith("manifest"))
+        ds = pydicom.dcmread(__import__("io").BytesIO(z.read(name)))
+    patient = [str(ds.PatientName), str(ds.PatientID), str(ds.PatientBirthDate)]
+    pd.DataFrame({"subject": eids, "split": ["train", "val", "test"]}).to_csv(
+        tmp_path / "subjects.tsv", sep="\t", index=False)
+    cfg = {"results": str(tmp_path / "results"),
+           "cohort": {"kind": "ukbb_dicom", "ukbb_dicom": {"root": str(root), "sheet": str(tmp_path / "subjects.tsv")}},
+           "segmentation": {"enabled": False},
+           "crop": {"sax_size": [64, 64], "lax_size": [64, 64]}}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    run = snakemake(tmp_path, "--configfile", str(tmp_path / "cfg.yaml"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = tmp_path / "results"
+    status = pd.read_csv(results / "tables/subject_status.tsv", sep="\t", dtype=str).set_index("subject")
+    assert list(status["status"]) == ["ok", "failed", "ok"]
+    assert status.loc["1000002", "stage"] == "ingest"
+    assert "1000002_20209_2_0.zip" in status.loc["1000002", "reason"]
+    for eid in ("1000001", "1000003"):
+        ref = nib.load(synth_subject["sa"])
+        got = nib.load(results / "aligned" / eid / "sa.nii.gz")
+        assert got.shape[2:] == ref.shape[2:]
+        assert (results / "nifti" / eid / "meta.json").exists()
+    assert not any((results / "nifti/1000002").glob("*"))
+    text = "".join(p.read_text(errors="ignore") for p in results.rglob("*") if p.suffix in (".json", ".log", ".tsv"))
+    assert not any(value in text for value in patient)

@@ -42,10 +42,10 @@ def read_sheet(path) -> pd.DataFrame:
 
 
 def cohort_sheet(cohort: dict) -> pd.DataFrame:
-    """The sheet of a configured cohort: generated for `synthetic`, read for `nifti`.
+    """The sheet of a configured cohort: generated for `synthetic`, read otherwise.
 
-    Adds `has_labels` (bool): synthetic subjects always have labels; for NIfTI cohorts
-    the optional sheet column says which subjects have manual labels.
+    Adds `has_labels` (bool): synthetic subjects always have labels; for NIfTI and DICOM
+    cohorts the optional sheet column says which subjects have manual labels.
     """
     kind = cohort["kind"]
     if kind == "synthetic":
@@ -57,8 +57,8 @@ def cohort_sheet(cohort: dict) -> pd.DataFrame:
         sheet = validate_sheet(sheet, "synthetic cohort")
         sheet["has_labels"] = True
         return sheet
-    if kind == "nifti":
-        sheet = read_sheet(cohort["nifti"]["sheet"])
+    if kind in ("nifti", "ukbb_dicom"):
+        sheet = read_sheet(cohort[kind]["sheet"])
         if "has_labels" not in sheet.columns:
             sheet["has_labels"] = False
         sheet["has_labels"] = sheet["has_labels"].astype(str).str.lower().isin(["1", "true", "yes"])

@@ -29,14 +29,15 @@ def ingest_images(src_folder, subject: str, outputs: dict, report_path) -> dict:
     return report
 
 
-def ingest_labels(src_folder, subject: str, outputs: dict) -> None:
+def ingest_labels(src_folder, subject: str, outputs: dict, images_folder=None) -> None:
     """Validate labels against their images' geometry (headers only), then write them as uint8.
 
-    The images themselves were validated by the `ingest` rule; their pixels are not reread.
+    The images (in `images_folder`, by default beside the labels) were validated when they
+    were ingested; their pixels are not reread.
     """
     labels = {}
     for view in VIEWS:
-        shape, affine = image_geometry(src_folder, subject, view)
+        shape, affine = image_geometry(images_folder or src_folder, subject, view)
         labels[view] = (load_labels(src_folder, subject, view, shape, affine), affine)
     for view, (lab, affine) in labels.items():
         save_nifti(outputs[view], lab, affine, dtype=np.uint8)

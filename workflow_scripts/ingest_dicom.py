@@ -1,0 +1,6 @@
+from cinerecon.stages import ingest_dicom_outputs, ingest_dicom_run
+from cinerecon.workflow import shard_stage
+
+p = snakemake.params
+shard_stage(snakemake.log[0], "ingest_dicom", p.shard, snakemake.output[0], snakemake.input,
+            ingest_dicom_outputs, ingest_dicom_run, zips=p.zips, label_folders=p.label_folders)
