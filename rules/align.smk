@@ -10,6 +10,9 @@ rule align:
         f"{RESULTS}/logs/align/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/align/{{shard}}.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=shard_runtime(15),
     params:
         shard=shard_job(),
         method=ALIGN["method"],

@@ -5,6 +5,7 @@
 # DESIGN.md (cinerecon.layout) and one manifest, results/shards/{stage}/{shard}.tsv,
 # which is all the DAG sees. Cohort-level rules read the manifests.
 
+import math
 from pathlib import Path
 
 from cinerecon.batch import SHARD_PATTERN, make_shards, stat_fingerprint
@@ -26,6 +27,17 @@ SHARD_OF = {s: shard for shard, members in SHARDS.items() for s in members}
 wildcard_constraints:
     subject=SUBJECT_PATTERN,
     shard=SHARD_PATTERN,
+
+
+def shard_runtime(seconds_per_subject, minimum=10):
+    """A shard job's `runtime` (minutes): 3x the CPU seconds measured per subject, times
+    the shard's size, so a cluster time limit follows batch.subjects_per_shard."""
+
+    def runtime(wildcards, attempt):
+        n = len(SHARDS[wildcards.shard])
+        return max(minimum, math.ceil(3 * seconds_per_subject * n / 60)) * attempt
+
+    return runtime
 
 
 def manifest(stage, shard="{shard}"):
@@ -61,13 +73,16 @@ SYNTH_DICOM = COHORT["kind"] == "synthetic" and COHORT.get("synthetic", {}).get(
 FROM_DICOM = COHORT["kind"] == "ukbb_dicom" or SYNTH_DICOM
 
 
+RAW_ROOT = {
+    "synthetic": f"{RESULTS}/synthetic",
+    "nifti": COHORT.get("nifti", {}).get("root"),
+    "ukbb_dicom": COHORT.get("ukbb_dicom", {}).get("labels_root") or "labels-not-configured",
+}[COHORT["kind"]]
+
+
 def raw_folder(subject):
     """Where a subject's input NIfTI files (or, for DICOM cohorts, its label files) live."""
-    if COHORT["kind"] == "synthetic":
-        return f"{RESULTS}/synthetic/{subject}"
-    if COHORT["kind"] == "ukbb_dicom":
-        return str(Path(COHORT["ukbb_dicom"].get("labels_root") or "labels-not-configured") / subject)
-    return str(Path(COHORT["nifti"]["root"]) / subject)
+    return f"{RAW_ROOT}/{subject}"
 
 
 def dicom_zips(subject):
@@ -127,6 +142,14 @@ def evaluation_manifests():
     return out
 
 
+def shard_evaluations(shard):
+    """The evaluation manifests of one shard (every method, references, DirectSeg)."""
+    members = set(SHARDS[shard])
+    stages = [f"eval-{m}" for m in RECON_METHODS] + ["reference"]
+    stages += ["directseg"] if members & set(SEG_EVAL_SUBJECTS) else []
+    return [manifest(stage, shard) for stage in stages]
+
+
 def final_outputs():
     outputs = manifests("align")
     if LABELLED:
@@ -137,6 +160,7 @@ def final_outputs():
         outputs += manifests("seg")
     if EVAL_SUBJECTS and RECON_METHODS:
         outputs.append(f"{RESULTS}/tables/lax_dice_LVC.md")
+        outputs += manifests("evaluated", EVAL_SUBJECTS)
         outputs += [f"{RESULTS}/figures/lax_overlay_{m}.png" for m in RECON_METHODS]
     outputs.append(f"{RESULTS}/tables/subject_status.tsv")
     return outputs

@@ -10,6 +10,9 @@ rule crop:
         f"{RESULTS}/logs/crop/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/crop/{{shard}}.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=shard_runtime(2),
     params:
         shard=shard_job(),
         sax_size=config["crop"]["sax_size"],

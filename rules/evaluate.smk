@@ -14,6 +14,9 @@ rule evaluate:
         f"{RESULTS}/logs/evaluate/{{method}}/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/evaluate/{{method}}/{{shard}}.tsv"
+    resources:
+        mem_mb=3000,
+        runtime=shard_runtime(3),
     params:
         shard=shard_job(EVAL_SUBJECTS),
         truth=HAS_TRUTH,
@@ -32,6 +35,9 @@ rule reference_phenotypes:
         f"{RESULTS}/logs/reference_phenotypes/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/reference_phenotypes/{{shard}}.tsv"
+    resources:
+        mem_mb=1000,
+        runtime=shard_runtime(1),
     params:
         shard=shard_job(EVAL_SUBJECTS),
         truth=HAS_TRUTH,
@@ -39,3 +45,23 @@ rule reference_phenotypes:
         "../envs/cpu.yaml"
     script:
         "../workflow_scripts/reference_phenotypes.py"
+
+
+rule shard_evaluated:
+    # One status row per subject of the shard over all of its evaluations. It also ties a
+    # shard's evaluation jobs into one connected piece, which the SLURM profile submits as
+    # one group job.
+    input:
+        evaluations=lambda wc: shard_evaluations(wc.shard),
+    output:
+        manifest("evaluated"),
+    log:
+        f"{RESULTS}/logs/shard_evaluated/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/shard_evaluated/{{shard}}.tsv"
+    params:
+        shard=shard_job(EVAL_SUBJECTS),
+    conda:
+        "../envs/cpu.yaml"
+    script:
+        "../workflow_scripts/shard_evaluated.py"

@@ -13,6 +13,9 @@ if FROM_DICOM:
             f"{RESULTS}/logs/ingest/{{shard}}.log",
         benchmark:
             f"{RESULTS}/benchmarks/ingest/{{shard}}.tsv"
+        resources:
+            mem_mb=3000,
+            runtime=shard_runtime(4),
         params:
             shard=shard_job(),
             zips=lambda wc: {s: dicom_zips(s) for s in SHARDS[wc.shard]},
@@ -34,6 +37,9 @@ else:
             f"{RESULTS}/logs/ingest/{{shard}}.log",
         benchmark:
             f"{RESULTS}/benchmarks/ingest/{{shard}}.tsv"
+        resources:
+            mem_mb=2000,
+            runtime=shard_runtime(2),
         params:
             shard=shard_job(),
             sources=lambda wc: {s: raw_folder(s) for s in SHARDS[wc.shard]},

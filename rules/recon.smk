@@ -12,6 +12,9 @@ rule recon_baseline:
         f"{RESULTS}/logs/recon_baseline/{{method}}/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/recon_baseline/{{method}}/{{shard}}.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=shard_runtime(2),
     params:
         shard=shard_job(EVAL_SUBJECTS),
         target_spacing_mm=RECON["target_spacing_mm"],

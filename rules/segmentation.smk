@@ -18,6 +18,8 @@ rule train_seg:
         f"{RESULTS}/benchmarks/train_seg/{{seg_model}}.tsv"
     resources:
         gpu=1,
+        mem_mb=16000,
+        runtime=240,
     params:
         settings=SEG,
         train=SEG_TRAIN,
@@ -40,6 +42,8 @@ rule seg:
         f"{RESULTS}/benchmarks/seg/{{shard}}.tsv"
     resources:
         gpu=1,
+        mem_mb=8000,
+        runtime=shard_runtime(2),
     params:
         shard=shard_job(),
         frames=SEG["predict_frames"],

@@ -25,6 +25,9 @@ rule synth:
         f"{RESULTS}/logs/synth/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/synth/{{shard}}.tsv"
+    resources:
+        mem_mb=3000,
+        runtime=shard_runtime(10),
     params:
         shard=shard_job(),
         seed=SYNTH.get("seed", 0),

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from cinerecon.labels import SAX_LABELS
 from cinerecon.phenotypes import PHENOTYPE_COLUMNS
-from cinerecon.plots import bland_altman, dice_boxplot
 from cinerecon.tables.cohort import (
     lax_dice_numeric,
     lax_dice_table,
@@ -34,6 +33,10 @@ def report_names(with_truth: bool, with_seg: bool = False) -> dict:
 def write_report(lax_paths, truth_paths, phenotype_paths, tables_dir, figures_dir,
                  method_order=None, sax_paths=()) -> None:
     """Write every cohort table (parquet, csv, md) and figure (png)."""
+    # imported here: the Snakefile imports this module for report_names, and matplotlib
+    # would add ~0.7 s to every DAG build
+    from cinerecon.plots import bland_altman, dice_boxplot
+
     tables_dir, figures_dir = Path(tables_dir), Path(figures_dir)
     lax = read_rows(lax_paths)
     for structure in SAX_LABELS.values():

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Run the demo through SLURM (profiles/slurm) on a single-node cluster on localhost and
+# check that its results equal the local run's (results/, made by `snakemake --cores 2`).
+# GPU-tagged rules get the node's fake GPU and run on the CPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DIR=${CINERECON_SLURM_DIR:-/tmp/cinerecon-slurm}
+OUT=results_slurm
+trap '.ci/slurm_cluster.sh down "$DIR"' EXIT
+.ci/slurm_cluster.sh up "$DIR"
+eval "$(.ci/slurm_cluster.sh env "$DIR")"
+
+rm -rf "$OUT"
+start=$(date +%s)
+# Snakemake ignores SIGTERM, hence -k. --cores 2: one node of 2 CPUs caps a group job.
+timeout -k 30 1800 snakemake --profile profiles/slurm --cores 2 --config results="$OUT"
+echo "slurm demo: $(( $(date +%s) - start )) s"
+squeue --noheader | wc -l | xargs echo "jobs left in the queue:"
+python .ci/compare_results.py results "$OUT"
