@@ -63,10 +63,14 @@ def stat_fingerprint(paths: Iterable) -> str:
 
 
 def files_digest(paths: Iterable) -> str:
-    """Content hash of a subject's outputs (sorted by path)."""
+    """Content hash of a subject's outputs, independent of where the results root is.
+
+    Each file is named by its last three path parts (e.g. `lax/nn/S1.parquet`), which
+    tell a stage's files apart, so equal results in two folders have equal digests.
+    """
     h = hashlib.sha1()
     for path in sorted(str(p) for p in paths):
-        h.update(path.encode())
+        h.update("/".join(Path(path).parts[-3:]).encode())
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)

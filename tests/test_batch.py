@@ -92,6 +92,12 @@ def test_manifest_digest_follows_output_content(tmp_path):
 
     changed = run_shard("x", ["A"], other, outputs, tmp_path / "m.tsv")
     assert changed.loc[0, "digest"] != first.loc[0, "digest"]
+    # the same results under another results root have the same digest
+    digests = []
+    for root in ("results", "results_slurm"):
+        work2, outputs2 = _writer(tmp_path / root / "crop")
+        digests.append(run_shard("x", ["A"], work2, outputs2, tmp_path / root / "m.tsv").loc[0, "digest"])
+    assert digests[0] == digests[1]
 
 
 def test_stat_fingerprint_sees_changed_and_missing_files(tmp_path):

@@ -69,9 +69,16 @@ def estimate_shifts(method: str, sax: np.ndarray, sax_affine: np.ndarray, laxes:
         elif not problem.lines[k]:
             warnings.append(f"SAX slice {k} meets no LAX view inside the heart region: "
                             "shift held by the prior")
+    shifts = problem.solve()
+    gain = problem.relative_gain(shifts)
+    if gain < settings.min_relative_gain:
+        # fitting noise would only add jitter to a stack that is already aligned
+        warnings.append(f"estimated shifts lower the mismatch by only {100 * gain:.1f}% "
+                        f"(< {100 * settings.min_relative_gain:.0f}%): stack left as acquired")
+        shifts = zeros
     for w in warnings:
         log.warning(w)
-    return problem.solve(), warnings
+    return shifts, warnings
 
 
 def apply_shifts(stack: np.ndarray, shifts_mm: np.ndarray, spacing_xy, labels: bool = False) -> np.ndarray:

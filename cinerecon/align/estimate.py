@@ -43,6 +43,9 @@ class AlignSettings:
     consensus_weight: float = 0.05  # pull of the stack's median shift in later searches
     rounds: int = 1                 # alternations of LAX offsets / SAX grid / refinement
     lax_search_mm: float = 8.0
+    # A stack is left as acquired unless its shifts lower the data cost by this fraction
+    # (measured: unshifted stacks gain 2-4 %, stacks with 3 mm RMS shifts gain 120-180 %).
+    min_relative_gain: float = 0.15
 
 
 def huber(r: np.ndarray, delta: float = HUBER_DELTA) -> np.ndarray:
@@ -184,6 +187,15 @@ class AlignmentProblem:
                                    options={"maxiter": 300})
         self.lax_offsets = result.x[2 * n:].reshape(nv, 2)
         return result.x[: 2 * n].reshape(n, 2)
+
+    def relative_gain(self, shifts: np.ndarray) -> float:
+        """How much `shifts` lower the data cost against no SAX shift (LAX offsets kept)."""
+        ks = self.informative()
+        if not ks:
+            return 0.0
+        at_shifts = sum(self.slice_cost(k, shifts[k])[0] for k in ks)
+        at_zero = sum(self.slice_cost(k, np.zeros(2))[0] for k in ks)
+        return float((at_zero - at_shifts) / max(at_shifts, 1e-12))
 
     def solve(self) -> np.ndarray:
         """Grid search, LAX offsets, then a consensus grid search and joint refinement.
