@@ -19,6 +19,7 @@ include: "rules/crop.smk"
 include: "rules/align.smk"
 include: "rules/segmentation.smk"
 include: "rules/recon.smk"
+include: "rules/deeprecon.smk"
 include: "rules/evaluate.smk"
 include: "rules/tables.smk"
 

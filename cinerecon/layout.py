@@ -68,10 +68,19 @@ class Layout:
     def seg(self, subject: str) -> Path:
         return self.results / "seg" / subject / "seg_sa.nii.gz"
 
-    def recon(self, method: str, subject: str) -> dict:
+    def recon(self, method: str, subject: str, images: bool = False) -> dict:
         folder = self.results / "recon" / method / subject
-        return {"ED": folder / "label_ed.nii.gz", "ES": folder / "label_es.nii.gz",
-                "record": folder / "recon.json"}
+        files = {"ED": folder / "label_ed.nii.gz", "ES": folder / "label_es.nii.gz",
+                 "record": folder / "recon.json"}
+        if images:  # generative methods also write the high-resolution images
+            files.update({"image_ED": folder / "image_ed.nii.gz", "image_ES": folder / "image_es.nii.gz"})
+        return files
+
+    def latent(self, method: str, subject: str) -> Path:
+        return self.results / "latent" / method / subject / "wplus.npz"
+
+    def eval_image(self, method: str, subject: str) -> Path:
+        return self.results / "eval" / "image" / method / f"{subject}.parquet"
 
     def eval_lax(self, method: str, subject: str) -> Path:
         return self.results / "eval" / "lax" / method / f"{subject}.parquet"

@@ -210,3 +210,64 @@ def directseg_run(layout: Layout, s: Subject) -> None:
     metrics, phen = directseg_rows(s.id, layout.seg(s.id), layout.aligned(s.id)["label_sa"])
     write_parquet(layout.eval_sax("directseg", s.id), metrics)
     write_parquet(layout.phenotypes("directseg", s.id), phen)
+
+
+# ---- DeepRecon: batched inversion, lerp reconstruction, per-slice rows --------------------
+class BatchedInversion:
+    """Inverts the ED/ES slices of all subjects of a shard in shared batches, then writes
+    each subject's codes for every variant (step count) when `run` is called for it."""
+
+    def __init__(self, layout: Layout, subjects: list[Subject], G, E, perceptual, settings, device,
+                 variants: dict):
+        from cinerecon.latent.deeprecon_files import invert_subjects, subject_slices
+
+        self.layout, self.variants = layout, variants  # {steps: method name}
+        self.errors, slices = {}, {}
+        for s in subjects:
+            try:
+                aligned = layout.aligned(s.id)
+                slices[s.id] = subject_slices(s.id, aligned["sa"], aligned["label_sa"])
+            except Exception as exc:  # reported by run() for this subject alone
+                self.errors[s.id] = exc
+        self.meta = slices
+        self.history: list = []
+        self.codes = invert_subjects(slices, G, E, perceptual, settings, device, self.history)
+
+    def outputs(self, layout: Layout, s: Subject) -> list[Path]:
+        return [layout.latent(name, s.id) for name in self.variants.values()]
+
+    def run(self, layout: Layout, s: Subject) -> None:
+        from cinerecon.latent.deeprecon_files import save_latents
+
+        if s.id in self.errors:
+            raise self.errors[s.id]
+        meta = self.meta[s.id]
+        for steps, name in self.variants.items():
+            save_latents(layout.latent(name, s.id), self.codes[s.id][steps], meta["frames"], meta["n_slices"])
+
+
+def recon_latent_outputs(layout: Layout, s: Subject, method: str) -> list[Path]:
+    return list(layout.recon(method, s.id, images=True).values())
+
+
+def recon_latent_run(layout: Layout, s: Subject, method: str, G, seg_model, target_spacing_mm: float,
+                     device: str) -> dict:
+    from cinerecon.latent.deeprecon_files import reconstruct_latent_subject
+
+    out = layout.recon(method, s.id, images=True)
+    return reconstruct_latent_subject(s.id, layout.latent(method, s.id), layout.aligned(s.id)["sa"], G,
+                                      seg_model, target_spacing_mm, out, out["record"], device, method)
+
+
+def acquired_rows_outputs(layout: Layout, s: Subject, method: str) -> list[Path]:
+    return [layout.eval_sax(method, s.id), layout.eval_image(method, s.id)]
+
+
+def acquired_rows_run(layout: Layout, s: Subject, method: str) -> None:
+    from cinerecon.latent.deeprecon_files import acquired_slice_rows
+
+    recon, aligned = layout.recon(method, s.id, images=True), layout.aligned(s.id)
+    metrics, quality = acquired_slice_rows(s.id, method, recon, recon["record"], aligned["sa"],
+                                           aligned["label_sa"])
+    write_parquet(layout.eval_sax(method, s.id), metrics)
+    write_parquet(layout.eval_image(method, s.id), quality)

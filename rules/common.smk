@@ -11,6 +11,7 @@ from pathlib import Path
 from cinerecon.batch import SHARD_PATTERN, make_shards, stat_fingerprint
 from cinerecon.io.sheet import SUBJECT_PATTERN, cohort_sheet
 from cinerecon.io.subject import VIEWS
+from cinerecon.latent.names import deeprecon_variant
 from cinerecon.layout import LAX_VIEWS
 from cinerecon.tables.report import report_names
 
@@ -113,8 +114,6 @@ def raw_fingerprint(wildcards):
 RECON = {"target_spacing_mm": 1.0, "baselines": ["nn", "linear", "sdf", "cpd"], **config.get("recon", {})}
 EVALUATION = {"splits": ["test"], "overlay_subjects": 2, **config.get("evaluation", {})}
 BASELINE_METHODS = list(RECON["baselines"])
-RECON_METHODS = BASELINE_METHODS  # learned methods join this list as they land
-RECON_PATTERN = "|".join(RECON_METHODS) or "NONE"
 EVAL_SUBJECTS = [s for s in LABELLED if SHEET.loc[s, "split"] in EVALUATION["splits"]]
 HAS_TRUTH = COHORT["kind"] == "synthetic"
 
@@ -134,11 +133,29 @@ SEG_ON = bool(SEG["enabled"]) and (bool(SEG["checkpoint"]) or (bool(SEG_TRAIN) a
 SEG_EVAL_SUBJECTS = [s for s in EVAL_SUBJECTS if SHEET.loc[s, "split"] == "test"] if SEG_ON else []
 
 
+# ---- DeepRecon: StyleGAN2 latent space ----------------------------------------------------
+DEEPRECON = {"enabled": False, "preset": "tiny", "frame_stride": 1, "gan_steps": 2000, "gan_lr": 0.002,
+             "encoder_steps": 1000, "encoder_lr": 0.001, "batch_size": 16, "seed": 0,
+             "inversion": {}, "seg_epochs": SEG["epochs"], **config.get("deeprecon", {})}
+DEEPRECON_ON = bool(DEEPRECON["enabled"]) and SEG_ON and bool(SEG_TRAIN) and bool(SEG_VAL)
+INVERSION_STEPS = sorted(int(n) for n in DEEPRECON["inversion"].get("steps", [0, 1000, 10000]))
+DEEPRECON_VARIANTS = {n: deeprecon_variant(n) for n in INVERSION_STEPS} if DEEPRECON_ON else {}
+LATENT_METHODS = list(DEEPRECON_VARIANTS.values())
+LATENT_PATTERN = "|".join(LATENT_METHODS) or "NONE"
+DEEPRECON_MODELS = f"{RESULTS}/models/deeprecon/{DEEPRECON['preset']}"
+# Inverted: labelled subjects that train the synthetic-image Seg or are evaluated
+INVERT_SUBJECTS = [s for s in LABELLED if s in set(SEG_TRAIN + SEG_VAL + EVAL_SUBJECTS)] if DEEPRECON_ON else []
+
+RECON_METHODS = BASELINE_METHODS + LATENT_METHODS
+RECON_PATTERN = "|".join(RECON_METHODS) or "NONE"
+
+
 def evaluation_manifests():
     """Manifests of every per-subject evaluation the cohort tables read."""
     out = {f"eval_{m}": manifests(f"eval-{m}", EVAL_SUBJECTS) for m in RECON_METHODS}
     out["reference"] = manifests("reference", EVAL_SUBJECTS)
     out["directseg"] = manifests("directseg", SEG_EVAL_SUBJECTS)
+    out["latent_rows"] = [m for method in LATENT_METHODS for m in manifests(f"slices-{method}", SEG_EVAL_SUBJECTS)]
     return out
 
 

@@ -10,13 +10,26 @@ import torch
 
 from cinerecon.models import UNet, UNetConfig
 from cinerecon.models.diffusion import (CHECKPOINT_FORMAT, EMA, DiffAE, Denoiser, DiffusionConfig, ddim_invert,
-                                        ddim_sample, ddim_step, ddim_timesteps, lerp, linear_alphas_cumprod,
-                                        load_diffae, morphology_latent, predict_x0, save_diffae, slerp,
-                                        train_diffae)
+                                        ddim_sample, ddim_step, ddim_timesteps, interpolate_latents, lerp,
+                                        linear_alphas_cumprod, load_diffae, morphology_latent, predict_x0,
+                                        save_diffae, slerp, train_diffae)
 
 # A small CPU config for the tests: 32 x 32, levels 32/16/8, attention at 8 x 8.
-SMALL = dict(image_size=32, width=16, z_sem_dim=32)
-ROUND_TRIP_PSNR_DB = 30.0  # threshold for the trained tiny model (achieved ~40 dB, see the test)
+SMALL = dict(image_size=32, z_sem_dim=32)
+# Round trip of a tiny model trained 200 steps (~15-30 s): plain DDIM needs ~100 steps for this threshold
+# (achieved ~34 dB; 20 steps give ~18 dB), 20 steps with 2 fixed-point iterations ~37 dB.
+ROUND_TRIP_PSNR_DB = 30.0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Run this module's small networks on one intra-op thread (restored after): at these sizes a
+    second thread gains little, and on a busy 2-core machine the spinning OpenMP workers slow
+    training by an order of magnitude."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def small_config(**overrides) -> DiffusionConfig:
@@ -65,7 +78,8 @@ def test_ddim_step_matches_hand_computation():
 def test_schedule_and_timesteps():
     ac = linear_alphas_cumprod()
     assert ac.shape == (1000,) and ac.dtype == torch.float64
-    assert ac[0].item() == pytest.approx(1 - 1e-4) and ac[1].item() == pytest.approx((1 - 1e-4) * (1 - 1e-4 - 0.0199 / 999))
+    beta_1 = 1e-4 + (0.02 - 1e-4) / 999
+    assert ac[0].item() == pytest.approx(1 - 1e-4) and ac[1].item() == pytest.approx((1 - 1e-4) * (1 - beta_1))
     assert 3e-5 < ac[-1].item() < 5e-5 and bool((ac[1:] < ac[:-1]).all())
     assert ddim_timesteps(20) == list(range(49, 1000, 50))
     assert ddim_timesteps(1000) == list(range(1000))
@@ -133,6 +147,18 @@ def test_slerp_unit_norm_endpoints_and_guard():
     assert slerp(x[None], y[None], 0.3).norm().item() == pytest.approx(x.norm().item(), rel=1e-9)
 
 
+def test_interpolate_latents_lerps_codes_and_slerps_noise():
+    gen = torch.Generator().manual_seed(2)
+    a, b = [tuple(torch.randn(shape, generator=gen) for shape in ((3, 8), (3, 4, 2, 2), (3, 1, 4, 4)))
+            for _ in range(2)]
+    s, m, x = interpolate_latents(a, b, 0.3)
+    assert torch.equal(s, lerp(a[0], b[0], 0.3)) and torch.equal(m, lerp(a[1], b[1], 0.3))
+    assert torch.equal(x, slerp(a[2], b[2], 0.3))
+    assert interpolate_latents((a[0], None, a[2]), (b[0], None, b[2]), 0.5)[1] is None
+    with pytest.raises(ValueError):
+        interpolate_latents((a[0], None, a[2]), b, 0.5)
+
+
 def test_lerp_exact_endpoints_and_values():
     gen = torch.Generator().manual_seed(1)
     a, b = torch.randn(4, 64, generator=gen), torch.randn(4, 64, generator=gen)
@@ -195,12 +221,12 @@ def test_z_mor_is_injected_at_the_matching_level():
 # (d) shapes, config, EMA -------------------------------------------------------------------
 def test_shapes_at_crop_size_and_non_square_sizes():
     seg = UNet(UNetConfig.tiny())
-    model = randomise(DiffAE(DiffusionConfig.tiny(width=16), seg), seed=0)
+    model = randomise(DiffAE(DiffusionConfig.tiny(), seg), seed=0)
     x = torch.rand(2, 1, 96, 96) * 2 - 1
     z_sem, z_mor, x_T = model.encode(x, steps=2)
     assert z_sem.shape == (2, 64) and z_mor.shape == (2, 64, 12, 12) and x_T.shape == x.shape
     assert model.decode(x_T, z_sem, z_mor, steps=2).shape == x.shape
-    assert seg.training is False and not any(p.requires_grad for p in seg.parameters())
+    assert seg.training and all(p.requires_grad for p in seg.parameters())  # caller's model untouched
 
     small = randomise(DiffAE(small_config(), seg), seed=1)
     x = torch.rand(3, 1, 36, 52) * 2 - 1  # divisible by 4, not by the seg net's 8 (padded there)
@@ -306,23 +332,28 @@ def test_checkpoint_round_trip_is_exact(tmp_path, seg_net):
 @pytest.fixture(scope="module")
 def trained(seg_net):
     x = discs(64, seed=0)
-    model, history = train_diffae(x, small_config(), steps=300, batch_size=16, lr=2e-3, seed=0,
+    model, history = train_diffae(x, small_config(), steps=200, batch_size=8, lr=2e-3, seed=0,
                                   seg_model=seg_net, log_every=50)
     return model, history
 
 
 def test_trained_tiny_model_inverts_and_decodes(trained):
     model, history = trained
-    assert [h["step"] for h in history] == [50, 100, 150, 200, 250, 300]
-    assert history[-1]["loss"] < history[0]["loss"]
+    assert [h["step"] for h in history] == [50, 100, 150, 200]
+    assert history[-1]["loss"] < 0.5 * history[0]["loss"]
     x0 = torch.from_numpy(discs(8, seed=123))  # unseen discs
-    z_sem, z_mor, x_T = model.encode(x0, steps=20)
-    assert x_T.std().item() > 0.5  # close to unit-variance noise, not a copy of the image
-    rec = model.decode(x_T, z_sem, z_mor, steps=20)
-    value = psnr(rec, x0)
-    print(f"DDIM(20) inversion + decoding PSNR: {value:.1f} dB (threshold {ROUND_TRIP_PSNR_DB} dB)")
-    assert value > ROUND_TRIP_PSNR_DB
+    z_sem, z_mor, x_T = model.encode(x0, steps=100)
+    assert 0.8 < x_T.std().item() < 1.2  # close to unit-variance noise, not a copy of the image
+    plain100 = psnr(model.decode(x_T, z_sem, z_mor, steps=100), x0)
+    x_T20 = model.invert(x0, z_sem, z_mor, steps=20)
+    rec20 = model.decode(x_T20, z_sem, z_mor, steps=20)
+    plain20 = psnr(rec20, x0)
+    refined20 = psnr(model.decode(model.invert(x0, z_sem, z_mor, steps=20, refine=2), z_sem, z_mor, steps=20), x0)
+    print(f"DDIM inversion + decoding PSNR: 100 steps {plain100:.1f} dB, 20 steps {plain20:.1f} dB, "
+          f"20 steps + 2 fixed-point iterations {refined20:.1f} dB (threshold {ROUND_TRIP_PSNR_DB} dB)")
+    assert plain100 > ROUND_TRIP_PSNR_DB
+    assert refined20 > ROUND_TRIP_PSNR_DB and refined20 > plain20 + 5
     # batching does not change the result (per-sample norms, no cross-sample ops)
-    rec_loop = torch.cat([model.decode(x_T[i:i + 1], z_sem[i:i + 1], z_mor[i:i + 1], steps=20) for i in range(2)])
-    assert torch.allclose(rec_loop, rec[:2], atol=1e-4)
-    assert torch.allclose(model.decode(x_T, z_sem, z_mor, steps=20, batch_size=3), rec, atol=1e-4)
+    rec_loop = torch.cat([model.decode(x_T20[i:i + 1], z_sem[i:i + 1], z_mor[i:i + 1], steps=20) for i in range(2)])
+    assert torch.allclose(rec_loop, rec20[:2], atol=1e-4)
+    assert torch.allclose(model.decode(x_T20, z_sem, z_mor, steps=20, batch_size=3), rec20, atol=1e-4)

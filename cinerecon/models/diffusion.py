@@ -30,7 +30,10 @@ clean level with alpha_bar = 1. Decoding level k -> k-1 evaluates eps at
 the target timestep (Mokady et al.'s DDIM inversion; the paper's eq. 3 writes the
 current t, which differs by one sub-step). With this choice an eps-model that does
 not depend on x inverts exactly, so the only round-trip error is the model's
-change between x_{tau_{k-1}} and x_{tau_k}.
+change between x_{tau_{k-1}} and x_{tau_k}; that error shrinks with more steps or
+with ``refine`` fixed-point iterations per inversion step (off by default, as in
+the paper). Interpolation (:func:`interpolate_latents`): lerp for z_sem and z_mor,
+slerp for x_T.
 
 Image sizes: H and W must be divisible by ``config.multiple`` (2 ** (levels - 1)):
 4 for :meth:`DiffusionConfig.tiny` (96 x 96 crops: levels 96, 48, 24) and 32 for
@@ -77,7 +80,7 @@ class DiffusionConfig:
 
     image_size: int = 96
     in_channels: int = 1
-    width: int = 32
+    width: int = 16
     channel_mult: tuple = (1, 2, 2)
     num_res_blocks: int = 1
     attention_resolutions: tuple = (24,)
@@ -120,12 +123,12 @@ class DiffusionConfig:
 
     @classmethod
     def tiny(cls, **overrides) -> "DiffusionConfig":
-        """CPU demo at the 96 x 96 SAX crop: width 32, mults (1, 2, 2), 1 res block, attention
+        """CPU demo at the 96 x 96 SAX crop: width 16, mults (1, 2, 2), 1 res block, attention
         at the lowest resolution (image_size / 4), z_sem 64-d, z_mor from ``UNetConfig.tiny()``
-        (64 channels at 1/8). ``tiny(mor_channels=0)`` is the DiffAE ablation."""
+        (64 channels at 1/8), ~0.3M + 0.1M parameters. ``tiny(mor_channels=0)`` is the DiffAE ablation."""
         size = overrides.get("image_size", 96)
         mult = tuple(overrides.get("channel_mult", (1, 2, 2)))
-        base = dict(image_size=size, width=32, channel_mult=mult, num_res_blocks=1,
+        base = dict(image_size=size, width=16, channel_mult=mult, num_res_blocks=1,
                     attention_resolutions=(size // 2 ** (len(mult) - 1),), num_heads=1, dropout=0.0,
                     norm_groups=8, z_sem_dim=64, mor_channels=64, mor_downsample=8, ema_decay=0.999)
         return cls(**{**base, **overrides})
@@ -210,16 +213,25 @@ def _t(t: int, x: torch.Tensor) -> torch.Tensor:
     return torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
 
 
-def ddim_invert(eps_fn: EpsFn, x0: torch.Tensor, alphas_cumprod: torch.Tensor, steps: int) -> torch.Tensor:
+def ddim_invert(eps_fn: EpsFn, x0: torch.Tensor, alphas_cumprod: torch.Tensor, steps: int,
+                refine: int = 0) -> torch.Tensor:
     """x_T from x0 by DDIM inversion: for tau_1 < ... < tau_K, x <- ddim_step(x, eps_fn(x, tau_k),
     a_prev, a_{tau_k}) starting from a_prev = 1 (the clean image). ``eps_fn(x, t)`` gets the batch
-    and a (N,) long tensor of timesteps; the arithmetic keeps x's dtype."""
+    and a (N,) long tensor of timesteps; the arithmetic keeps x's dtype.
+
+    ``refine`` > 0 adds that many fixed-point iterations per step, y <- ddim_step(x, eps_fn(y, tau_k),
+    a_prev, a_{tau_k}), which solve for the y that the decoding step maps back to x (Pan et al. 2023,
+    "accelerated iterative diffusion inversion"): (1 + refine) model calls per step for a much
+    smaller round-trip error at few steps. 0 is plain DDIM inversion, as in DMCVR/DiffAE.
+    """
     ac = alphas_cumprod
     x, a_prev = x0, 1.0
     for t in ddim_timesteps(steps, len(ac)):
-        a_t = float(ac[t])
-        x = ddim_step(x, eps_fn(x, _t(t, x)), a_prev, a_t)
-        a_prev = a_t
+        a_t, tt = float(ac[t]), _t(t, x)
+        y = ddim_step(x, eps_fn(x, tt), a_prev, a_t)
+        for _ in range(refine):
+            y = ddim_step(x, eps_fn(y, tt), a_prev, a_t)
+        x, a_prev = y, a_t
     return x
 
 
@@ -273,6 +285,16 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t, eps: float = 1e-6) -> torch.Tenso
     wb = torch.where(ok, torch.sin(tt * theta) / safe, tt)
     shape = (-1,) + (1,) * (a.ndim - 1)
     return wa.to(a.dtype).reshape(shape) * a + wb.to(a.dtype).reshape(shape) * b
+
+
+def interpolate_latents(a: tuple, b: tuple, t) -> tuple:
+    """DMCVR's interpolation between the codes (z_sem, z_mor, x_T) of two slices (batched, or
+    (N,) weights ``t``): lerp for z_sem and z_mor (eq. 5), slerp for the Gaussian x_T. z_mor may
+    be None on both sides (DiffAE)."""
+    (sa, ma, xa), (sb, mb, xb) = a, b
+    if (ma is None) != (mb is None):
+        raise ValueError("z_mor must be given on both sides or on neither")
+    return lerp(sa, sb, t), None if ma is None else lerp(ma, mb, t), slerp(xa, xb, t)
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -554,15 +576,13 @@ class DiffAE(nn.Module):
         return self.__dict__["_seg_model"]
 
     def attach_seg(self, seg_model: nn.Module | None) -> "DiffAE":
-        """Attach (or with None detach) the frozen segmentation network that gives z_mor."""
+        """Attach (or with None detach) the segmentation network that gives z_mor. It stays frozen
+        without being modified: :func:`morphology_latent` runs it in eval mode under no_grad."""
         if seg_model is not None:
             if not self.config.morphology:
                 raise ValueError("this DiffAE has no morphology path (mor_channels=0); do not attach a seg model")
             if not hasattr(seg_model, "bottleneck"):
                 raise TypeError("the segmentation model needs a bottleneck(x) method (cinerecon.models.UNet)")
-            seg_model.eval()
-            for p in seg_model.parameters():
-                p.requires_grad_(False)
         self.__dict__["_seg_model"] = seg_model
         return self
 
@@ -586,7 +606,7 @@ class DiffAE(nn.Module):
         return z
 
     # -- DDIM ---------------------------------------------------------------------
-    def _ddim(self, fn, x, z_sem, z_mor, steps, batch_size):
+    def _ddim(self, fn, x, z_sem, z_mor, steps, batch_size, **kwargs):
         if z_mor is None and self.config.morphology:
             raise ValueError("this model is conditioned on morphology: z_mor is required")
         n = x.shape[0]
@@ -600,23 +620,24 @@ class DiffAE(nn.Module):
                     zs = z_sem[i:i + batch_size]
                     zm = None if z_mor is None else z_mor[i:i + batch_size]
                     out.append(fn(lambda xt, t, zs=zs, zm=zm: self.denoiser(xt, t, zs, zm),
-                                  x[i:i + batch_size], self.alphas_cumprod, steps))
+                                  x[i:i + batch_size], self.alphas_cumprod, steps, **kwargs))
                 return torch.cat(out) if out else x.clone()
         finally:
             self.train(was_training)
 
     def invert(self, x0: torch.Tensor, z_sem: torch.Tensor, z_mor: torch.Tensor | None = None,
-               steps: int = 50, batch_size: int | None = None) -> torch.Tensor:
+               steps: int = 50, batch_size: int | None = None, refine: int = 0) -> torch.Tensor:
         """Stochastic code x_T (N, C, H, W) of clean slices x0 by deterministic DDIM inversion
-        conditioned on (z_sem, z_mor); ``batch_size`` slices at a time (None: all N)."""
-        return self._ddim(ddim_invert, x0, z_sem, z_mor, steps, batch_size)
+        conditioned on (z_sem, z_mor); ``batch_size`` slices at a time (None: all N);
+        ``refine`` fixed-point iterations per step (see :func:`ddim_invert`)."""
+        return self._ddim(ddim_invert, x0, z_sem, z_mor, steps, batch_size, refine=refine)
 
     def decode(self, x_T: torch.Tensor, z_sem: torch.Tensor, z_mor: torch.Tensor | None = None,
                steps: int = 50, batch_size: int | None = None) -> torch.Tensor:
         """Slices x0 (N, C, H, W) from (x_T, z_sem, z_mor) by deterministic DDIM sampling."""
         return self._ddim(ddim_sample, x_T, z_sem, z_mor, steps, batch_size)
 
-    def encode(self, x0: torch.Tensor, steps: int = 50, batch_size: int | None = None
+    def encode(self, x0: torch.Tensor, steps: int = 50, batch_size: int | None = None, refine: int = 0
                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """All three codes (z_sem, z_mor or None, x_T) of clean slices x0."""
         was_training = self.training
@@ -630,7 +651,7 @@ class DiffAE(nn.Module):
                          if self.config.morphology else None)
         finally:
             self.train(was_training)
-        return z_sem, z_mor, self.invert(x0, z_sem, z_mor, steps, batch_size)
+        return z_sem, z_mor, self.invert(x0, z_sem, z_mor, steps, batch_size, refine)
 
 
 # --------------------------------------------------------------------------- EMA

@@ -17,7 +17,7 @@ from cinerecon.tables.cohort import (
 )
 
 
-def report_names(with_truth: bool, with_seg: bool = False) -> dict:
+def report_names(with_truth: bool, with_seg: bool = False, with_images: bool = False) -> dict:
     """Stems of the tables and names of the figures the report writes."""
     tables = [f"lax_dice_{s}" for s in SAX_LABELS.values()]
     tables += ["lax_dice_numeric", "phenotypes", "phenotype_agreement"]
@@ -27,11 +27,13 @@ def report_names(with_truth: bool, with_seg: bool = False) -> dict:
         figures.append("dice_truth.png")
     if with_seg:
         tables += ["seg_metrics", "seg_metrics_numeric"]
+    if with_images:
+        tables += ["image_quality"]
     return {"tables": tables, "figures": figures}
 
 
 def write_report(lax_paths, truth_paths, phenotype_paths, tables_dir, figures_dir,
-                 method_order=None, sax_paths=()) -> None:
+                 method_order=None, sax_paths=(), image_paths=()) -> None:
     """Write every cohort table (parquet, csv, md) and figure (png)."""
     # imported here: the Snakefile imports this module for report_names, and matplotlib
     # would add ~0.7 s to every DAG build
@@ -54,8 +56,13 @@ def write_report(lax_paths, truth_paths, phenotype_paths, tables_dir, figures_di
 
     if sax_paths:  # the papers' Table 1: 2D segmentation of the acquired SAX stack
         sax = read_rows(sax_paths)
-        write_table(truth_metrics_table(sax), tables_dir / "seg_metrics")
-        write_table(truth_metrics_numeric(sax), tables_dir / "seg_metrics_numeric")
+        write_table(truth_metrics_table(sax, method_order), tables_dir / "seg_metrics")
+        write_table(truth_metrics_numeric(sax, method_order), tables_dir / "seg_metrics_numeric")
+    if image_paths:  # PSNR / SSIM of generated acquired slices against the input
+        quality = read_rows(image_paths)
+        summary = quality.groupby("method")[["psnr", "ssim"]].agg(["mean", "std"])
+        summary.columns = [f"{m}_{stat}" for m, stat in summary.columns]
+        write_table(summary.reset_index(), tables_dir / "image_quality")
     if truth_paths:
         truth = read_rows(truth_paths)
         write_table(truth_metrics_table(truth, method_order), tables_dir / "truth_metrics")
@@ -64,14 +71,20 @@ def write_report(lax_paths, truth_paths, phenotype_paths, tables_dir, figures_di
 
 
 def report_inputs(layout, eval_manifests: dict, reference_manifests, directseg_manifests,
-                  with_truth: bool) -> dict:
+                  with_truth: bool, slice_manifests=()) -> dict:
     """Per-subject row files of the subjects whose evaluation succeeded, from the manifests.
 
-    eval_manifests: {method: manifest paths of its `evaluate` shards}.
+    eval_manifests: {method: manifest paths of its `evaluate` shards}; slice_manifests:
+    shards/slices-{method}/{shard}.tsv of the generative methods (Table 1, PSNR/SSIM).
     """
     from cinerecon.batch import ok_subjects
 
-    files = {"lax": [], "truth": [], "phenotypes": [], "sax": []}
+    files = {"lax": [], "truth": [], "phenotypes": [], "sax": [], "image": []}
+    for path in slice_manifests:
+        method = Path(path).parent.name.removeprefix("slices-")
+        for s in ok_subjects([path]):
+            files["sax"].append(layout.eval_sax(method, s))
+            files["image"].append(layout.eval_image(method, s))
     for method, paths in eval_manifests.items():
         for s in ok_subjects(paths):
             files["lax"].append(layout.eval_lax(method, s))

@@ -1,0 +1,231 @@
+"""File-level DeepRecon steps: train G and E, invert subjects, train Seg on G(w*),
+reconstruct ED/ES volumes by lerp in W+, and the papers' per-slice rows (Table 1, PSNR/SSIM).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cinerecon.baselines.files import ed_es_frames
+from cinerecon.baselines.grid import acquired_index, fine_affine, pad_slices, z_upsampling_factor
+from cinerecon.io.files import atomic_path, write_json, write_tsv
+from cinerecon.io.nifti import InputError, load_nifti, save_nifti
+from cinerecon.labels import SAX_LABELS
+from cinerecon.latent.deeprecon import InversionSettings, generate, invert_slices
+from cinerecon.latent.interpolate import fine_latents
+from cinerecon.metrics.image import psnr, ssim
+from cinerecon.metrics.overlap import dice
+from cinerecon.metrics.surface import surface_metrics
+from cinerecon.models.data import frames_to_slices, normalise_intensity, slices_from_subject
+from cinerecon.models.encoder import EncoderConfig, FeatureDistance, load_encoder, save_encoder, train_encoder, unet_features
+from cinerecon.models.stylegan2 import StyleGAN2Config, load_generator, save_generator, train_stylegan2
+from cinerecon.models.train_seg import load_checkpoint, predict_slices, save_checkpoint, train_unet
+from cinerecon.models.unet import UNetConfig
+
+log = logging.getLogger(__name__)
+PHASES = ("ED", "ES")
+
+
+# ---- pre-training data ------------------------------------------------------------------
+def cine_slices(image_paths: dict, frame_stride: int = 1) -> np.ndarray:
+    """Every `frame_stride`-th frame of every slice of each subject: (N, 1, X, Y) in [-1, 1]."""
+    chunks = []
+    for subject, path in image_paths.items():
+        image, _, _ = load_nifti(path, subject)
+        frames = range(0, image.shape[3], frame_stride)
+        chunks.append(frames_to_slices(normalise_intensity(image), frames)[:, None])
+    return np.concatenate(chunks).astype(np.float32)
+
+
+def _square(images: np.ndarray) -> int:
+    h, w = images.shape[-2:]
+    if h != w:
+        raise ValueError(f"DeepRecon needs square SAX crops (crop.sax_size), got {h}x{w}")
+    return h
+
+
+def train_generator_files(image_paths: dict, settings: dict, outputs: dict, device: str) -> list[dict]:
+    """Train StyleGAN2 on the cine frames of the pre-training subjects; write G, history, samples."""
+    images = cine_slices(image_paths, settings.get("frame_stride", 1))
+    config = getattr(StyleGAN2Config, settings["preset"])(resolution=_square(images))
+    log.info("StyleGAN2 %s at %d px on %d slices", settings["preset"], config.resolution, len(images))
+    G, history = train_stylegan2(images, config, steps=settings["gan_steps"], batch_size=settings["batch_size"],
+                                 lr=settings["gan_lr"], seed=settings["seed"], device=device, log=log)
+    save_generator(G, outputs["generator"])
+    write_tsv(outputs["history"], pd.DataFrame(history))
+    _sample_grid(G, images[: 8], outputs["samples"], device)
+    return history
+
+
+def _sample_grid(G, reals: np.ndarray, path, device) -> None:
+    """Real slices (top) and random G samples (bottom), for a look at what G learned."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with torch.no_grad():
+        z = torch.randn(len(reals), G.z_dim, generator=torch.Generator().manual_seed(0)).to(device)
+        fakes = G.to(device).eval()(z).clamp(-1, 1).cpu().numpy()
+    fig, axes = plt.subplots(2, len(reals), figsize=(1.6 * len(reals), 3.4))
+    for row, batch in enumerate((reals, fakes)):
+        for ax, img in zip(np.atleast_1d(axes[row]), batch):
+            ax.imshow(img[0].T, cmap="gray", vmin=-1, vmax=1, origin="lower")
+            ax.axis("off")
+    fig.suptitle("real (top) and StyleGAN2 samples (bottom)")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+
+
+def perceptual_from_seg(seg_checkpoint, device) -> FeatureDistance:
+    """The perceptual distance: feature maps of the pipeline's own SAX U-Net (no downloads)."""
+    return FeatureDistance(unet_features(load_checkpoint(seg_checkpoint, device))).to(device)
+
+
+def train_encoder_files(generator_path, image_paths: dict, seg_checkpoint, settings: dict, outputs: dict,
+                        device: str) -> list[dict]:
+    G = load_generator(generator_path, device)
+    images = cine_slices(image_paths, settings.get("frame_stride", 1))
+    _square(images)
+    config = getattr(EncoderConfig, settings["preset"])().matched_to(G.config)
+    E, history = train_encoder(G, images, config, steps=settings["encoder_steps"],
+                               batch_size=settings["batch_size"], lr=settings["encoder_lr"],
+                               seed=settings["seed"], device=device, log=log,
+                               perceptual=perceptual_from_seg(seg_checkpoint, device))
+    save_encoder(E, outputs["encoder"])
+    write_tsv(outputs["history"], pd.DataFrame(history))
+    return history
+
+
+# ---- inversion ------------------------------------------------------------------------
+def subject_slices(subject: str, image_path, label_path) -> dict:
+    """The ED and ES slices of a subject, ready to invert, with what is needed to write back."""
+    image, affine, _ = load_nifti(image_path, subject)
+    labels, _, _ = load_nifti(label_path, subject)
+    frames = ed_es_frames(labels, affine)
+    order = [frames[p] for p in PHASES]
+    x, _ = slices_from_subject(image, labels, order)
+    return {"images": x, "frames": order, "n_slices": image.shape[2],
+            "spacing": np.linalg.norm(affine[:3, :2], axis=0)}
+
+
+def save_latents(path, codes: np.ndarray, frames, n_slices: int) -> None:
+    """codes (F*Z, num_ws, w_dim) frame-major -> wplus (F, Z, num_ws, w_dim) with the frame indices."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, wplus=codes.reshape(len(frames), n_slices, *codes.shape[1:]),
+                     frames=np.asarray(frames), phases=np.asarray(PHASES))
+
+
+def load_latents(path) -> dict:
+    with np.load(path) as z:
+        return {"wplus": z["wplus"], "frames": [int(f) for f in z["frames"]], "phases": list(z["phases"])}
+
+
+def invert_subjects(subjects: dict, G, E, perceptual, settings: InversionSettings, device,
+                    history: list | None = None) -> dict:
+    """Invert the ED/ES slices of many subjects in shared batches.
+
+    subjects: {id: subject_slices(...)}; returns {id: {steps: codes (F*Z, num_ws, w_dim)}}.
+    """
+    ids = list(subjects)
+    if not ids:
+        return {}
+    images = np.concatenate([subjects[s]["images"] for s in ids])
+    codes = invert_slices(images, G, E, perceptual, subjects[ids[0]]["spacing"], settings, device, history)
+    out, start = {}, 0
+    for s in ids:
+        n = len(subjects[s]["images"])
+        out[s] = {steps: c[start:start + n] for steps, c in codes.items()}
+        start += n
+    return out
+
+
+# ---- segmentation network trained on synthetic images G(w*) -----------------------------
+def synthetic_training_set(G, latent_paths: dict, label_paths: dict, device) -> tuple[np.ndarray, np.ndarray]:
+    """G(w*) of the ED/ES slices of several subjects, with their manual labels."""
+    images, labels = [], []
+    for s, path in latent_paths.items():
+        lat = load_latents(path)
+        lab, _, _ = load_nifti(label_paths[s], s)
+        wplus = lat["wplus"].reshape(-1, *lat["wplus"].shape[2:])
+        images.append(generate(G, wplus, device=device))
+        labels.append(frames_to_slices(lab, lat["frames"]).astype(np.int64))
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def train_latent_seg_files(generator_path, train: tuple[dict, dict], val: tuple[dict, dict], settings: dict,
+                           outputs: dict, device: str) -> list[dict]:
+    """The paper's Seg: a U-Net trained with CE + Dice on G(w*) images of the training subjects."""
+    G = load_generator(generator_path, device)
+    tx, ty = synthetic_training_set(G, *train, device)
+    vx, vy = synthetic_training_set(G, *val, device)
+    config = getattr(UNetConfig, settings["model"])()
+    model, history = train_unet(tx, ty, vx, vy, config, epochs=settings["epochs"], batch_size=settings["batch_size"],
+                                lr=settings["lr"], seed=settings["seed"], log=log, device=device)
+    save_checkpoint(model, config, outputs["model"])
+    write_tsv(outputs["history"], pd.DataFrame(history))
+    return history
+
+
+# ---- 3D reconstruction by lerp in W+ -----------------------------------------------------
+def reconstruct_latent_subject(subject: str, latent_path, reference_image, G, seg_model, target_spacing_mm: float,
+                               outputs: dict, record_path, device, method: str) -> dict:
+    """ED/ES image and label volumes on the shared fine grid (acquired slice j at j*k + k//2).
+
+    outputs: {"ED", "ES", "image_ED", "image_ES"}.
+    """
+    lat = load_latents(latent_path)
+    reference, affine, _ = load_nifti(reference_image, subject)
+    k = z_upsampling_factor(float(np.linalg.norm(affine[:3, 2])), target_spacing_mm)
+    record = {"subject": subject, "method": method, "k": k, "pad_slices": pad_slices(k),
+              "n_slices": int(lat["wplus"].shape[1]), "n_frames": int(reference.shape[3]),
+              "frames": dict(zip(PHASES, lat["frames"])), "seconds": {}}
+    for i, phase in enumerate(PHASES):
+        start = time.perf_counter()
+        codes = fine_latents(torch.as_tensor(lat["wplus"][i]), k).numpy()
+        images = generate(G, codes, device=device)                     # (M, 1, X, Y)
+        labels = predict_slices(seg_model, images, batch_size=64, device=device)
+        record["seconds"][phase] = time.perf_counter() - start
+        volume_affine = fine_affine(affine, k)
+        save_nifti(outputs[f"image_{phase}"], np.moveaxis(images[:, 0], 0, -1).astype(np.float32), volume_affine)
+        save_nifti(outputs[phase], np.moveaxis(labels, 0, -1), volume_affine, dtype=np.uint8)
+    write_json(record_path, record)
+    return record
+
+
+# ---- per-slice rows: the papers' Table 1 and image quality ------------------------------
+def acquired_slice_rows(subject: str, method: str, recon: dict, record_path, image_path, label_path):
+    """Seg(G(w*)) vs manual labels on the acquired slices (Dice, HD95, ASSD per structure,
+    3D over the stack), and PSNR/SSIM of G(w*) against the input slices, at ED and ES."""
+    record = json.loads(open(record_path).read())
+    k = record["k"]
+    image, affine, _ = load_nifti(image_path, subject)
+    labels, _, _ = load_nifti(label_path, subject)
+    z = [acquired_index(j, k) for j in range(image.shape[2])]
+    spacing = tuple(np.linalg.norm(affine[:3, :3], axis=0))
+    metric_rows, image_rows = [], []
+    for phase in PHASES:
+        t = record["frames"][phase]
+        pred = load_nifti(recon[phase], subject)[0][:, :, z]
+        generated = load_nifti(recon[f"image_{phase}"], subject)[0][:, :, z]
+        if pred.shape != labels.shape[:3]:
+            raise InputError(subject, recon[phase], f"shape {pred.shape} does not match the stack {labels.shape[:3]}")
+        ref = labels[..., t]
+        for label, name in SAX_LABELS.items():
+            surf = surface_metrics(pred == label, ref == label, spacing)
+            metric_rows.append({"subject": subject, "method": method, "phase": phase, "structure": name,
+                                "dice": dice(pred == label, ref == label), "hd95": surf["hd95"],
+                                "assd": surf["assd"]})
+        real = normalise_intensity(image)[..., t]
+        image_rows.append({"subject": subject, "method": method, "phase": phase,
+                           "psnr": psnr(generated, real, data_range=2.0),
+                           "ssim": ssim(generated, real, data_range=2.0)})
+    return pd.DataFrame(metric_rows), pd.DataFrame(image_rows)

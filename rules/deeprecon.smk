@@ -1,0 +1,155 @@
+# DeepRecon (Chang et al., MICCAI 2022): StyleGAN2 G and W+ encoder E trained on the
+# pre-training (train) subjects' cines, hybrid inversion of every ED/ES slice (variants by
+# step count), a Seg U-Net trained on G(w*), and 3D volumes by lerp in W+ between adjacent
+# slices. Training, inversion and generation are GPU-tagged; checkpoints are inputs.
+
+
+rule train_stylegan2:
+    input:
+        manifests("align", SEG_TRAIN),
+    output:
+        generator=f"{DEEPRECON_MODELS}/generator.pt",
+        history=f"{DEEPRECON_MODELS}/gan_history.tsv",
+        samples=f"{DEEPRECON_MODELS}/samples.png",
+    log:
+        f"{RESULTS}/logs/train_stylegan2.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_stylegan2.tsv"
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=24 * 60,
+    params:
+        subjects=SEG_TRAIN,
+        settings=DEEPRECON,
+    conda:
+        "../envs/gpu.yaml"
+    script:
+        "../workflow_scripts/train_stylegan2.py"
+
+
+rule train_encoder:
+    input:
+        aligned=manifests("align", SEG_TRAIN),
+        generator=f"{DEEPRECON_MODELS}/generator.pt",
+        seg=SEG_CHECKPOINT,  # its features are the perceptual distance
+    output:
+        encoder=f"{DEEPRECON_MODELS}/encoder.pt",
+        history=f"{DEEPRECON_MODELS}/encoder_history.tsv",
+    log:
+        f"{RESULTS}/logs/train_encoder.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_encoder.tsv"
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=12 * 60,
+    params:
+        subjects=SEG_TRAIN,
+        settings=DEEPRECON,
+    conda:
+        "../envs/gpu.yaml"
+    script:
+        "../workflow_scripts/train_encoder.py"
+
+
+rule invert:
+    input:
+        upstream=manifest("align"),
+        generator=f"{DEEPRECON_MODELS}/generator.pt",
+        encoder=f"{DEEPRECON_MODELS}/encoder.pt",
+        seg=SEG_CHECKPOINT,
+    output:
+        manifest("invert"),
+    log:
+        f"{RESULTS}/logs/invert/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/invert/{{shard}}.tsv"
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=shard_runtime(60),
+    params:
+        shard=shard_job(INVERT_SUBJECTS),
+        inversion=DEEPRECON["inversion"],
+        variants=DEEPRECON_VARIANTS,
+    conda:
+        "../envs/gpu.yaml"
+    script:
+        "../workflow_scripts/invert.py"
+
+
+rule train_seg_latent:
+    input:
+        inverted=manifests("invert", SEG_TRAIN + SEG_VAL),
+        generator=f"{DEEPRECON_MODELS}/generator.pt",
+    output:
+        model=f"{RESULTS}/models/{{method}}/seg.pt",
+        history=f"{RESULTS}/models/{{method}}/history.tsv",
+    wildcard_constraints:
+        method=LATENT_PATTERN,
+    log:
+        f"{RESULTS}/logs/train_seg_latent/{{method}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_seg_latent/{{method}}.tsv"
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=240,
+    params:
+        train=SEG_TRAIN,
+        val=SEG_VAL,
+        settings={**SEG, "epochs": DEEPRECON["seg_epochs"]},
+    conda:
+        "../envs/gpu.yaml"
+    script:
+        "../workflow_scripts/train_seg_latent.py"
+
+
+rule recon_latent:
+    input:
+        upstream=manifest("invert"),
+        generator=f"{DEEPRECON_MODELS}/generator.pt",
+        seg=f"{RESULTS}/models/{{method}}/seg.pt",
+    output:
+        manifest("recon-{method}"),
+    wildcard_constraints:
+        method=LATENT_PATTERN,
+    log:
+        f"{RESULTS}/logs/recon_latent/{{method}}/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/recon_latent/{{method}}/{{shard}}.tsv"
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=shard_runtime(10),
+    params:
+        shard=shard_job(EVAL_SUBJECTS),
+        target_spacing_mm=RECON["target_spacing_mm"],
+    conda:
+        "../envs/gpu.yaml"
+    script:
+        "../workflow_scripts/recon_latent.py"
+
+
+rule eval_slices_latent:
+    # The papers' Table 1 (Seg(G(w*)) on the acquired slices) and PSNR/SSIM of G(w*).
+    input:
+        manifest("recon-{method}"),
+    output:
+        manifest("slices-{method}"),
+    wildcard_constraints:
+        method=LATENT_PATTERN,
+    log:
+        f"{RESULTS}/logs/eval_slices_latent/{{method}}/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/eval_slices_latent/{{method}}/{{shard}}.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=shard_runtime(2),
+    params:
+        shard=shard_job(SEG_EVAL_SUBJECTS),
+    conda:
+        "../envs/cpu.yaml"
+    script:
+        "../workflow_scripts/eval_slices_latent.py"
