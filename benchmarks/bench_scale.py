@@ -4,7 +4,9 @@ For each cohort size a subjects sheet is generated (NIfTI cohort; no images are 
 plan) and `snakemake -n` is timed in a fresh process, with the SLURM profile's job groups
 so the count of group jobs is what the cluster would receive. Usage:
 
-    python benchmarks/bench_scale.py [--sizes 1000 5000 10000] [--labelled 1.0] [--demo]
+    python benchmarks/bench_scale.py [--sizes 1000 5000 10000] [--labelled 1.0] [--per-shard 100] [--demo]
+
+The demo config's methods are planned (baselines, DirectSeg, DeepRecon with its variants).
 
 --demo also times a no-op `snakemake -n` of the demo (run `snakemake --cores 2` first).
 """
@@ -56,7 +58,7 @@ def count_jobs(output: str) -> dict:
     return {"jobs": jobs, "group_jobs": groups, "submissions": groups + jobs - grouped - local}
 
 
-def cohort_config(folder: Path, n: int, labelled: float) -> Path:
+def cohort_config(folder: Path, n: int, labelled: float, per_shard: int) -> Path:
     """A NIfTI cohort of n subjects (70/10/20 train/val/test); no image files exist."""
     ids = [str(1_000_000 + i) for i in range(n)]
     split = ["train" if i % 10 < 7 else "val" if i % 10 == 7 else "test" for i in range(n)]
@@ -65,7 +67,7 @@ def cohort_config(folder: Path, n: int, labelled: float) -> Path:
     pd.DataFrame({"subject": ids, "split": split, "has_labels": has_labels}).to_csv(sheet, sep="\t", index=False)
     cfg = {"results": str(folder / "results"),
            "cohort": {"kind": "nifti", "nifti": {"root": str(folder / "ukbb"), "sheet": str(sheet)}},
-           "batch": {"subjects_per_shard": 50}}
+           "batch": {"subjects_per_shard": per_shard}}
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -77,12 +79,13 @@ def main() -> None:
     ap.add_argument("--labelled", type=float, default=1.0,
                     help="fraction of subjects with manual labels (1.0: every evaluation runs)")
     ap.add_argument("--profile", default=str(REPO / "profiles/slurm"))
+    ap.add_argument("--per-shard", type=int, default=100, help="batch.subjects_per_shard")
     ap.add_argument("--demo", action="store_true", help="also time a no-op rerun of the demo")
     args = ap.parse_args()
     rows = []
     for n in sorted(args.sizes):  # peak RSS of children only grows
         with tempfile.TemporaryDirectory() as tmp:
-            config = cohort_config(Path(tmp), n, args.labelled)
+            config = cohort_config(Path(tmp), n, args.labelled, args.per_shard)
             figures = plan(config, "--profile", args.profile)
         rows.append({"subjects": n, **figures})
         print(f"{n:>6} subjects: snakemake -n {figures['seconds']:.1f} s, peak {figures['peak_mb']:.0f} MB, "

@@ -11,11 +11,20 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+_STARTED_LOGS: set[str] = set()
+
+
 @contextmanager
 def logged(log_path, step: str, subject: str | None = None):
-    """Log to the rule's log file; on failure write one clear line, then re-raise."""
+    """Log to the rule's log file; on failure write one clear line, then re-raise.
+
+    The first use in a process starts the file afresh; later ones (a script that runs
+    several stages) append to it.
+    """
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(log_path, mode="w")
+    mode = "a" if str(log_path) in _STARTED_LOGS else "w"
+    _STARTED_LOGS.add(str(log_path))
+    handler = logging.FileHandler(log_path, mode=mode)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)

@@ -20,7 +20,7 @@ COHORT = config["cohort"]
 SHEET = cohort_sheet(COHORT)
 SUBJECTS = list(SHEET.index)
 LABELLED = list(SHEET.index[SHEET["has_labels"]])
-BATCH = {"subjects_per_shard": 50, **config.get("batch", {})}
+BATCH = {"subjects_per_shard": 100, **config.get("batch", {})}
 SHARDS = make_shards(SUBJECTS, BATCH["subjects_per_shard"])
 SHARD_OF = {s: shard for shard, members in SHARDS.items() for s in members}
 

@@ -107,49 +107,29 @@ rule train_seg_latent:
 
 
 rule recon_latent:
+    # Every variant of a shard in one job (G loaded once): ED/ES volumes by lerp in W+, then
+    # the papers' Table 1 rows (Seg(G(w*)) on the acquired slices) and PSNR/SSIM of G(w*).
     input:
         upstream=manifest("invert"),
         generator=f"{DEEPRECON_MODELS}/generator.pt",
-        seg=f"{RESULTS}/models/{{method}}/seg.pt",
+        segs=[f"{RESULTS}/models/{m}/seg.pt" for m in LATENT_METHODS],
     output:
-        manifest("recon-{method}"),
-    wildcard_constraints:
-        method=LATENT_PATTERN,
+        recon=[manifest(f"recon-{m}") for m in LATENT_METHODS],
+        slices=[manifest(f"slices-{m}") for m in LATENT_METHODS],
     log:
-        f"{RESULTS}/logs/recon_latent/{{method}}/{{shard}}.log",
+        f"{RESULTS}/logs/recon_latent/{{shard}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/recon_latent/{{method}}/{{shard}}.tsv"
+        f"{RESULTS}/benchmarks/recon_latent/{{shard}}.tsv"
     resources:
         gpu=1,
         mem_mb=8000,
-        runtime=shard_runtime(10),
+        runtime=shard_runtime(10 * max(1, len(LATENT_METHODS))),
     params:
         shard=shard_job(EVAL_SUBJECTS),
+        slices_shard=shard_job(SEG_EVAL_SUBJECTS),
+        methods=LATENT_METHODS,
         target_spacing_mm=RECON["target_spacing_mm"],
     conda:
         "../envs/gpu.yaml"
     script:
         "../workflow_scripts/recon_latent.py"
-
-
-rule eval_slices_latent:
-    # The papers' Table 1 (Seg(G(w*)) on the acquired slices) and PSNR/SSIM of G(w*).
-    input:
-        manifest("recon-{method}"),
-    output:
-        manifest("slices-{method}"),
-    wildcard_constraints:
-        method=LATENT_PATTERN,
-    log:
-        f"{RESULTS}/logs/eval_slices_latent/{{method}}/{{shard}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/eval_slices_latent/{{method}}/{{shard}}.tsv"
-    resources:
-        mem_mb=2000,
-        runtime=shard_runtime(2),
-    params:
-        shard=shard_job(SEG_EVAL_SUBJECTS),
-    conda:
-        "../envs/cpu.yaml"
-    script:
-        "../workflow_scripts/eval_slices_latent.py"
