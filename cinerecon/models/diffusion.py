@@ -55,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..io.files import atomic_path
+from .checkpoints import load_weights, save_weights
 from .train_seg import _deterministic, _logger
 from .unet import pad_to_multiple
 
@@ -787,19 +787,13 @@ def train_diffae(images, config: DiffusionConfig, steps: int = 1000, batch_size:
 def save_diffae(model: DiffAE, path) -> None:
     """Write {"format", "state_dict", "config"} atomically, loadable with
     ``torch.load(weights_only=True)``. The segmentation network is not included."""
-    payload = {"format": CHECKPOINT_FORMAT,
-               "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-               "config": model.config.to_dict()}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_weights(model, model.config.to_dict(), CHECKPOINT_FORMAT, path)
 
 
 def load_diffae(path, device="cpu", seg_model: nn.Module | None = None) -> DiffAE:
     """The :class:`DiffAE` of a :func:`save_diffae` file, in eval mode on ``device``, with
     ``seg_model`` (the separately checkpointed segmentation network) attached if given."""
-    payload = torch.load(path, map_location=device, weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a cinerecon DiffAE checkpoint")
+    payload = load_weights(path, CHECKPOINT_FORMAT, "DiffAE", device)
     model = DiffAE(DiffusionConfig.from_dict(payload["config"]))
     model.load_state_dict(payload["state_dict"])
     model.to(device).eval()

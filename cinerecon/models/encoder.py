@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..io.files import atomic_path
+from .checkpoints import load_weights, save_weights
 from .stylegan2 import Generator, StyleGAN2Config, _batch, _seeded
 from .train_seg import _logger
 
@@ -394,18 +394,12 @@ def encode_images(E: Encoder, images, batch_size: int = 64, device=None) -> np.n
 def save_encoder(E: Encoder, path) -> None:
     """Write {"format", "state_dict", "config"} (tensors and plain types only, w_avg included)
     atomically; loads with ``torch.load(weights_only=True)``."""
-    payload = {"format": ENCODER_FORMAT,
-               "state_dict": {k: v.detach().cpu().clone() for k, v in E.state_dict().items()},
-               "config": E.config.to_dict()}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_weights(E, E.config.to_dict(), ENCODER_FORMAT, path)
 
 
 def load_encoder(path, device="cpu") -> Encoder:
     """The encoder of a :func:`save_encoder` file, in eval mode on ``device``."""
-    payload = torch.load(path, map_location=device, weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != ENCODER_FORMAT:
-        raise ValueError(f"{path}: not a cinerecon encoder checkpoint")
+    payload = load_weights(path, ENCODER_FORMAT, "encoder", device)
     E = Encoder(EncoderConfig.from_dict(payload["config"]))
     E.load_state_dict(payload["state_dict"])
     return E.to(device).eval()

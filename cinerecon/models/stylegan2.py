@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..io.files import atomic_path
+from .checkpoints import load_weights, save_weights
 from .train_seg import _deterministic, _logger
 
 GENERATOR_FORMAT = "cinerecon.stylegan2.generator/1"
@@ -656,30 +656,15 @@ def generate_images(G: Generator, ws, batch_size: int = 64, device=None, noise_m
 
 
 # --------------------------------------------------------------------------- checkpoints
-def _save(model: nn.Module, fmt: str, path) -> None:
-    payload = {"format": fmt,
-               "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-               "config": model.config.to_dict()}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-
-
-def _load_payload(path, fmt: str, what: str, device) -> dict:
-    payload = torch.load(path, map_location=device, weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != fmt:
-        raise ValueError(f"{path}: not a cinerecon {what} checkpoint")
-    return payload
-
-
 def save_generator(G: Generator, path) -> None:
     """Write {"format", "state_dict", "config"} (tensors and plain types only) atomically; loads
     with ``torch.load(weights_only=True)``. The const noise buffers and ``w_avg`` are included."""
-    _save(G, GENERATOR_FORMAT, path)
+    save_weights(G, G.config.to_dict(), GENERATOR_FORMAT, path)
 
 
 def load_generator(path, device="cpu") -> Generator:
     """The generator of a :func:`save_generator` file, in eval mode on ``device``."""
-    payload = _load_payload(path, GENERATOR_FORMAT, "StyleGAN2 generator", device)
+    payload = load_weights(path, GENERATOR_FORMAT, "StyleGAN2 generator", device)
     G = Generator(StyleGAN2Config.from_dict(payload["config"]))
     G.load_state_dict(payload["state_dict"])
     return G.to(device).eval()
@@ -687,11 +672,11 @@ def load_generator(path, device="cpu") -> Generator:
 
 def save_discriminator(D: Discriminator, path) -> None:
     """As :func:`save_generator`, for a discriminator (to reuse it as a perceptual feature extractor)."""
-    _save(D, DISCRIMINATOR_FORMAT, path)
+    save_weights(D, D.config.to_dict(), DISCRIMINATOR_FORMAT, path)
 
 
 def load_discriminator(path, device="cpu") -> Discriminator:
-    payload = _load_payload(path, DISCRIMINATOR_FORMAT, "StyleGAN2 discriminator", device)
+    payload = load_weights(path, DISCRIMINATOR_FORMAT, "StyleGAN2 discriminator", device)
     D = Discriminator(StyleGAN2Config.from_dict(payload["config"]))
     D.load_state_dict(payload["state_dict"])
     return D.to(device).eval()

@@ -19,6 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..io.files import atomic_path
+from .checkpoints import load_weights, save_weights
 from ..labels import SAX_LABELS
 from .data import augment as augment_batch
 from .data import frames_to_slices, normalise_intensity, slices_to_frames
@@ -152,18 +153,12 @@ def train_unet(train_images, train_labels, val_images, val_labels, config: UNetC
 def save_checkpoint(model: UNet, config: UNetConfig, path) -> None:
     """Write {"format", "state_dict", "config"} (tensors and plain types only) atomically,
     so that it loads with ``torch.load(weights_only=True)``: no pickled code runs on load."""
-    payload = {"format": CHECKPOINT_FORMAT,
-               "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-               "config": config.to_dict()}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_weights(model, config.to_dict(), CHECKPOINT_FORMAT, path)
 
 
 def load_checkpoint(path, device="cpu") -> UNet:
     """The U-Net of a :func:`save_checkpoint` file, in eval mode on ``device`` (config as ``model.config``)."""
-    payload = torch.load(path, map_location=device, weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a cinerecon U-Net checkpoint")
+    payload = load_weights(path, CHECKPOINT_FORMAT, "U-Net", device)
     model = UNet(UNetConfig.from_dict(payload["config"]))
     model.load_state_dict(payload["state_dict"])
     return model.to(device).eval()

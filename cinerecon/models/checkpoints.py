@@ -1,0 +1,28 @@
+"""Weights-only checkpoints shared by every model: {"format", "state_dict", "config"}.
+
+Tensors and plain types only, written atomically, read with torch.load(weights_only=True),
+so loading a checkpoint never runs pickled code. `format` tells the model kinds apart.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cinerecon.io.files import atomic_path
+
+
+def save_weights(model: nn.Module, config: dict, fmt: str, path) -> None:
+    payload = {"format": fmt,
+               "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+               "config": config}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_weights(path, fmt: str, what: str, device="cpu") -> dict:
+    """The payload of a `save_weights` file of format `fmt` (error naming `what` otherwise)."""
+    payload = torch.load(path, map_location=device, weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        raise ValueError(f"{path}: not a cinerecon {what} checkpoint")
+    return payload
