@@ -6,6 +6,8 @@ so loading a checkpoint never runs pickled code. `format` tells the model kinds 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -26,3 +28,11 @@ def load_weights(path, fmt: str, what: str, device="cpu") -> dict:
     if not isinstance(payload, dict) or payload.get("format") != fmt:
         raise ValueError(f"{path}: not a cinerecon {what} checkpoint")
     return payload
+
+
+def load_model(path, fmt: str, what: str, build: Callable[[dict], nn.Module], device="cpu") -> nn.Module:
+    """The model of a `save_weights` file: build(config) with its weights, in eval mode on device."""
+    payload = load_weights(path, fmt, what, device)
+    model = build(payload["config"])
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device).eval()

@@ -55,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoints import load_weights, save_weights
+from .checkpoints import load_model, save_weights
 from .train_seg import _deterministic, _logger
 from .unet import pad_to_multiple
 
@@ -367,7 +367,7 @@ class Attention(nn.Module):
 
 
 class _NoAttention(nn.Identity):
-    pass
+    """Stands where a level has no self-attention (a named Identity, clearer in model prints)."""
 
 
 class _Down(nn.Module):
@@ -793,10 +793,7 @@ def save_diffae(model: DiffAE, path) -> None:
 def load_diffae(path, device="cpu", seg_model: nn.Module | None = None) -> DiffAE:
     """The :class:`DiffAE` of a :func:`save_diffae` file, in eval mode on ``device``, with
     ``seg_model`` (the separately checkpointed segmentation network) attached if given."""
-    payload = load_weights(path, CHECKPOINT_FORMAT, "DiffAE", device)
-    model = DiffAE(DiffusionConfig.from_dict(payload["config"]))
-    model.load_state_dict(payload["state_dict"])
-    model.to(device).eval()
+    model = load_model(path, CHECKPOINT_FORMAT, "DiffAE", lambda c: DiffAE(DiffusionConfig.from_dict(c)), device)
     if seg_model is not None:
         model.attach_seg(seg_model)
     return model

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoints import load_weights, save_weights
+from .checkpoints import load_model, save_weights
 from .stylegan2 import Generator, StyleGAN2Config, _batch, _seeded
 from .train_seg import _logger
 
@@ -399,7 +399,4 @@ def save_encoder(E: Encoder, path) -> None:
 
 def load_encoder(path, device="cpu") -> Encoder:
     """The encoder of a :func:`save_encoder` file, in eval mode on ``device``."""
-    payload = load_weights(path, ENCODER_FORMAT, "encoder", device)
-    E = Encoder(EncoderConfig.from_dict(payload["config"]))
-    E.load_state_dict(payload["state_dict"])
-    return E.to(device).eval()
+    return load_model(path, ENCODER_FORMAT, "encoder", lambda c: Encoder(EncoderConfig.from_dict(c)), device)

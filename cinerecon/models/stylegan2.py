@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoints import load_weights, save_weights
+from .checkpoints import load_model, save_weights
 from .train_seg import _deterministic, _logger
 
 GENERATOR_FORMAT = "cinerecon.stylegan2.generator/1"
@@ -664,10 +664,8 @@ def save_generator(G: Generator, path) -> None:
 
 def load_generator(path, device="cpu") -> Generator:
     """The generator of a :func:`save_generator` file, in eval mode on ``device``."""
-    payload = load_weights(path, GENERATOR_FORMAT, "StyleGAN2 generator", device)
-    G = Generator(StyleGAN2Config.from_dict(payload["config"]))
-    G.load_state_dict(payload["state_dict"])
-    return G.to(device).eval()
+    return load_model(path, GENERATOR_FORMAT, "StyleGAN2 generator",
+                      lambda c: Generator(StyleGAN2Config.from_dict(c)), device)
 
 
 def save_discriminator(D: Discriminator, path) -> None:
@@ -676,7 +674,5 @@ def save_discriminator(D: Discriminator, path) -> None:
 
 
 def load_discriminator(path, device="cpu") -> Discriminator:
-    payload = load_weights(path, DISCRIMINATOR_FORMAT, "StyleGAN2 discriminator", device)
-    D = Discriminator(StyleGAN2Config.from_dict(payload["config"]))
-    D.load_state_dict(payload["state_dict"])
-    return D.to(device).eval()
+    return load_model(path, DISCRIMINATOR_FORMAT, "StyleGAN2 discriminator",
+                      lambda c: Discriminator(StyleGAN2Config.from_dict(c)), device)

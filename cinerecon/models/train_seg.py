@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..io.files import atomic_path
-from .checkpoints import load_weights, save_weights
+from .checkpoints import load_model, save_weights
 from ..labels import SAX_LABELS
 from .data import augment as augment_batch
 from .data import frames_to_slices, normalise_intensity, slices_to_frames
@@ -158,10 +158,7 @@ def save_checkpoint(model: UNet, config: UNetConfig, path) -> None:
 
 def load_checkpoint(path, device="cpu") -> UNet:
     """The U-Net of a :func:`save_checkpoint` file, in eval mode on ``device`` (config as ``model.config``)."""
-    payload = load_weights(path, CHECKPOINT_FORMAT, "U-Net", device)
-    model = UNet(UNetConfig.from_dict(payload["config"]))
-    model.load_state_dict(payload["state_dict"])
-    return model.to(device).eval()
+    return load_model(path, CHECKPOINT_FORMAT, "U-Net", lambda c: UNet(UNetConfig.from_dict(c)), device)
 
 
 def predict_slices(model: UNet, images, batch_size: int = 32, device=None) -> np.ndarray:
