@@ -20,6 +20,8 @@ include: "rules/align.smk"
 include: "rules/segmentation.smk"
 include: "rules/recon.smk"
 include: "rules/deeprecon.smk"
+include: "rules/motion.smk"
+include: "rules/dmcvr.smk"
 include: "rules/evaluate.smk"
 include: "rules/tables.smk"
 

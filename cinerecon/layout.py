@@ -79,6 +79,12 @@ class Layout:
     def latent(self, method: str, subject: str) -> Path:
         return self.results / "latent" / method / subject / "wplus.npz"
 
+    def diffusion_codes(self, method: str, subject: str) -> Path:
+        return self.results / "latent" / method / subject / "codes.npz"
+
+    def eval_heldout(self, method: str, subject: str) -> Path:
+        return self.results / "eval" / "heldout" / method / f"{subject}.parquet"
+
     def eval_image(self, method: str, subject: str) -> Path:
         return self.results / "eval" / "image" / method / f"{subject}.parquet"
 

@@ -271,3 +271,74 @@ def acquired_rows_run(layout: Layout, s: Subject, method: str) -> None:
                                            aligned["label_sa"])
     write_parquet(layout.eval_sax(method, s.id), metrics)
     write_parquet(layout.eval_image(method, s.id), quality)
+
+
+# ---- held-out slices: rebuild each interior slice from its two neighbours ----------------
+def heldout_outputs(layout: Layout, s: Subject, method: str) -> list[Path]:
+    return [layout.eval_heldout(method, s.id)]
+
+
+def heldout_linear_run(layout: Layout, s: Subject, method: str = "linear") -> None:
+    from cinerecon.baselines.files import heldout_linear_rows
+
+    aligned = layout.aligned(s.id)
+    write_parquet(layout.eval_heldout(method, s.id), heldout_linear_rows(s.id, aligned["sa"], aligned["label_sa"]))
+
+
+def heldout_latent_run(layout: Layout, s: Subject, method: str, G, seg_model, device: str) -> None:
+    from cinerecon.latent.deeprecon_files import heldout_latent_rows
+
+    aligned = layout.aligned(s.id)
+    write_parquet(layout.eval_heldout(method, s.id),
+                  heldout_latent_rows(s.id, method, layout.latent(method, s.id), aligned["sa"], aligned["label_sa"],
+                                      G, seg_model, device))
+
+
+# ---- DMCVR / DiffAE: a shard's slices encoded and decoded in shared batches ---------------
+class BatchedDiffusion:
+    """Encodes the ED/ES slices of all subjects of a shard, interpolates and decodes every
+    fine-grid and held-out slice in shared batches; `run` then writes one subject's codes and
+    volumes, `heldout_run` its held-out-slice rows."""
+
+    def __init__(self, layout: Layout, subjects: list[Subject], model, seg_model, settings: dict,
+                 target_spacing_mm: float, device, method: str):
+        from cinerecon.latent.deeprecon_files import subject_slices
+        from cinerecon.latent.dmcvr import DiffusionShard
+
+        self.method, self.errors, self.meta = method, {}, {}
+        for s in subjects:
+            try:
+                aligned = layout.aligned(s.id)
+                self.meta[s.id] = subject_slices(s.id, aligned["sa"], aligned["label_sa"])
+            except Exception as exc:  # reported by run() for this subject alone
+                self.errors[s.id] = exc
+        self.shard = DiffusionShard(self.meta, model, seg_model, settings, target_spacing_mm, device)
+
+    def outputs(self, layout: Layout, s: Subject) -> list[Path]:
+        return list(layout.recon(self.method, s.id, images=True).values()) + [layout.diffusion_codes(self.method, s.id)]
+
+    def run(self, layout: Layout, s: Subject) -> None:
+        if s.id in self.errors:
+            raise self.errors[s.id]
+        self.shard.write(s.id, self.meta[s.id], self.method, layout.recon(self.method, s.id, images=True),
+                         layout.diffusion_codes(self.method, s.id))
+
+    def heldout_outputs(self, layout: Layout, s: Subject) -> list[Path]:
+        return heldout_outputs(layout, s, self.method)
+
+    def heldout_run(self, layout: Layout, s: Subject) -> None:
+        write_parquet(layout.eval_heldout(self.method, s.id), self.shard.heldout(s.id, self.meta[s.id], self.method))
+
+
+# ---- W+SegNet: the Table 1 ablation that segments from the codes ---------------------------
+def wplus_segnet_outputs(layout: Layout, s: Subject) -> list[Path]:
+    return [layout.eval_sax("wplus_segnet", s.id)]
+
+
+def wplus_segnet_run(layout: Layout, s: Subject, variant: str, model, device: str) -> None:
+    from cinerecon.latent.wplus_segnet_files import wplus_segnet_rows
+
+    aligned = layout.aligned(s.id)
+    write_parquet(layout.eval_sax("wplus_segnet", s.id),
+                  wplus_segnet_rows(s.id, layout.latent(variant, s.id), aligned["label_sa"], aligned["sa"], model,
+                                    device))

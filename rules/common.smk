@@ -146,7 +146,50 @@ DEEPRECON_MODELS = f"{RESULTS}/models/deeprecon/{DEEPRECON['preset']}"
 # Inverted: labelled subjects that train the synthetic-image Seg or are evaluated
 INVERT_SUBJECTS = [s for s in LABELLED if s in set(SEG_TRAIN + SEG_VAL + EVAL_SUBJECTS)] if DEEPRECON_ON else []
 
-RECON_METHODS = BASELINE_METHODS + LATENT_METHODS
+
+# Motion adaptation (Eq. 3): the default pair is the first two test subjects; any other pair
+# can be asked for as results/motion/{source}_to_{target}/curves.tsv.
+MOTION = {"source": None, "target": None, "frame_stride": 5, "strength": 1.0, **DEEPRECON.get("motion", {})}
+MOTION_PAIR = [MOTION["source"] or (SEG_EVAL_SUBJECTS[:1] or [None])[0],
+               MOTION["target"] or (SEG_EVAL_SUBJECTS[1:2] or [None])[0]]
+
+
+def motion_aligned(wildcards):
+    """The align manifests of a motion-adaptation pair."""
+    pair = [wildcards.source, wildcards.target]
+    unknown = [s for s in pair if s not in SHARD_OF]
+    if unknown:
+        raise ValueError(f"motion adaptation: subject(s) {unknown} not in the cohort sheet")
+    return manifests("align", pair)
+
+
+MOTION_DIR = f"{RESULTS}/motion/{{source}}_to_{{target}}"
+MOTION_OUTPUTS = (
+    [f"{RESULTS}/motion/{MOTION_PAIR[0]}_to_{MOTION_PAIR[1]}/curves.tsv"]
+    if DEEPRECON_ON and None not in MOTION_PAIR
+    else []
+)
+
+
+# ---- DMCVR: morphology-guided diffusion autoencoder (and the DiffAE ablation) ------------
+DMCVR = {"enabled": False, "preset": "tiny", "methods": ["dmcvr", "diffae"], "frame_stride": 1,
+         "steps": 20000, "batch_size": 16, "lr": 1e-4, "seed": 0, "ddim_steps": 50, "refine": 0,
+         "inference_batch_size": 64, "model": {}, **config.get("dmcvr", {})}
+DMCVR_ON = bool(DMCVR["enabled"]) and SEG_ON and bool(SEG_TRAIN)
+DIFFUSION_METHODS = list(DMCVR["methods"]) if DMCVR_ON else []
+DIFFUSION_PATTERN = "|".join(DIFFUSION_METHODS) or "NONE"
+
+
+def diffusion_model(method):
+    return f"{RESULTS}/models/{method}/{DMCVR['preset']}/model.pt"
+
+
+# Methods that generate images: Table 1 rows (segmentation of the acquired slices they
+# rebuild), PSNR/SSIM and held-out slices.
+GENERATIVE_METHODS = LATENT_METHODS + DIFFUSION_METHODS
+# The held-out-slice evaluation: the generative methods and the linear baseline
+HELDOUT_METHODS = (["linear"] + GENERATIVE_METHODS) if GENERATIVE_METHODS else []
+RECON_METHODS = BASELINE_METHODS + GENERATIVE_METHODS
 RECON_PATTERN = "|".join(RECON_METHODS) or "NONE"
 
 
@@ -155,7 +198,9 @@ def evaluation_manifests():
     out = {f"eval_{m}": manifests(f"eval-{m}", EVAL_SUBJECTS) for m in RECON_METHODS}
     out["reference"] = manifests("reference", EVAL_SUBJECTS)
     out["directseg"] = manifests("directseg", SEG_EVAL_SUBJECTS)
-    out["latent_rows"] = [m for method in LATENT_METHODS for m in manifests(f"slices-{method}", SEG_EVAL_SUBJECTS)]
+    out["latent_rows"] = [m for method in GENERATIVE_METHODS for m in manifests(f"slices-{method}", SEG_EVAL_SUBJECTS)]
+    out["wplus_segnet"] = manifests("segrows-wplus_segnet", SEG_EVAL_SUBJECTS) if LATENT_METHODS else []
+    out["heldout"] = [m for method in HELDOUT_METHODS for m in manifests(f"heldout-{method}", SEG_EVAL_SUBJECTS)]
     return out
 
 
@@ -180,5 +225,6 @@ def final_outputs():
         outputs.append(f"{RESULTS}/tables/lax_dice_LVC.md")
         outputs += manifests("evaluated", EVAL_SUBJECTS)
         outputs += [f"{RESULTS}/figures/lax_overlay_{m}.png" for m in RECON_METHODS]
+    outputs += MOTION_OUTPUTS
     outputs.append(f"{RESULTS}/tables/subject_status.tsv")
     return outputs

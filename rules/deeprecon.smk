@@ -116,6 +116,7 @@ rule recon_latent:
     output:
         recon=[manifest(f"recon-{m}") for m in LATENT_METHODS],
         slices=[manifest(f"slices-{m}") for m in LATENT_METHODS],
+        heldout=[manifest(f"heldout-{m}") for m in LATENT_METHODS],
     log:
         f"{RESULTS}/logs/recon_latent/{{shard}}.log",
     benchmark:
@@ -133,3 +134,53 @@ rule recon_latent:
         "../envs/gpu.yaml"
     script:
         "../workflow_scripts/recon_latent.py"
+
+
+rule train_wplus_segnet:
+    # The W+SegNet ablation (Table 1): labels predicted from the codes w* themselves,
+    # trained on the most optimised variant's codes of the train subjects.
+    input:
+        inverted=manifests("invert", SEG_TRAIN + SEG_VAL),
+    output:
+        model=f"{RESULTS}/models/wplus_segnet/seg.pt",
+        history=f"{RESULTS}/models/wplus_segnet/history.tsv",
+    log:
+        f"{RESULTS}/logs/train_wplus_segnet.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_wplus_segnet.tsv"
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=240,
+    params:
+        train=SEG_TRAIN,
+        val=SEG_VAL,
+        variant=LATENT_METHODS[-1] if LATENT_METHODS else None,
+        settings={**SEG, "epochs": DEEPRECON["seg_epochs"]},
+    conda:
+        "../envs/gpu.yaml"
+    script:
+        "../workflow_scripts/train_wplus_segnet.py"
+
+
+rule wplus_segnet_rows:
+    input:
+        upstream=manifest("invert"),
+        model=f"{RESULTS}/models/wplus_segnet/seg.pt",
+    output:
+        manifest("segrows-wplus_segnet"),
+    log:
+        f"{RESULTS}/logs/wplus_segnet_rows/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/wplus_segnet_rows/{{shard}}.tsv"
+    resources:
+        gpu=1,
+        mem_mb=4000,
+        runtime=shard_runtime(2),
+    params:
+        shard=shard_job(SEG_EVAL_SUBJECTS),
+        variant=LATENT_METHODS[-1] if LATENT_METHODS else None,
+    conda:
+        "../envs/gpu.yaml"
+    script:
+        "../workflow_scripts/wplus_segnet_rows.py"

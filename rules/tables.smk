@@ -1,7 +1,7 @@
 # Cohort level: the papers' tables and figures from the per-subject evaluation rows, and
 # the status of every subject (which stage failed it, and why).
 
-REPORT = report_names(HAS_TRUTH, bool(SEG_EVAL_SUBJECTS), bool(LATENT_METHODS and SEG_EVAL_SUBJECTS))
+REPORT = report_names(HAS_TRUTH, bool(SEG_EVAL_SUBJECTS), bool(GENERATIVE_METHODS and SEG_EVAL_SUBJECTS))
 OVERLAY_SUBJECTS = EVAL_SUBJECTS[: EVALUATION["overlay_subjects"]]
 STATUS_STAGES = (["synth"] if COHORT["kind"] == "synthetic" else []) + ["ingest", "crop", "align"]
 STATUS_STAGES += ["seg"] if SEG_ON else []
@@ -24,7 +24,7 @@ rule report:
     params:
         methods=RECON_METHODS,
         truth=HAS_TRUTH,
-        method_order=RECON_METHODS[: len(BASELINE_METHODS)] + ["directseg"] + LATENT_METHODS + ["labels"],
+        method_order=BASELINE_METHODS + ["directseg", "wplus_segnet"] + GENERATIVE_METHODS + ["labels"],
     conda:
         "../envs/cpu.yaml"
     script:

@@ -55,7 +55,7 @@ def test_tiny_synthetic_cohort_end_to_end(tmp_path):
     # the papers' Table 2 shape: rows methods, columns average, 2ch, 3ch, 4ch
     lax = pd.read_csv(results / "tables/lax_dice_LVC.csv")
     assert list(lax.columns) == ["method", "average", "2ch", "3ch", "4ch"]
-    assert list(lax["method"]) == ["nn", "linear", "sdf", "cpd", "deeprecon_no", "deeprecon_5"]
+    assert list(lax["method"]) == ["nn", "linear", "sdf", "cpd", "deeprecon_no", "deeprecon_5", "dmcvr", "diffae"]
     truth = pd.read_parquet(results / "tables/truth_metrics_numeric.parquet")
     lvc = truth[(truth["structure"] == "LVC") & (truth["metric"] == "dice")]
     assert (lvc["n"] == 4).all()  # 2 subjects x ED/ES
@@ -64,10 +64,18 @@ def test_tiny_synthetic_cohort_end_to_end(tmp_path):
     assert (results / "figures/lax_overlay_cpd.png").stat().st_size > 10_000
     assert (results / "models/seg/tiny/loss_curve.png").exists()
     seg = pd.read_parquet(results / "tables/seg_metrics_numeric.parquet")
-    assert set(seg["method"]) == {"directseg", "deeprecon_no", "deeprecon_5"}
+    generative = {"deeprecon_no", "deeprecon_5", "dmcvr", "diffae"}
+    assert set(seg["method"]) == {"directseg", "wplus_segnet"} | generative
+    assert set(seg["metric"]) == {"dice", "voe", "hd", "hd95", "asd", "assd"}  # DMCVR's Table 1 has them all
     quality = pd.read_csv(results / "tables/image_quality.csv")
-    assert set(quality["method"]) == {"deeprecon_no", "deeprecon_5"} and (quality["psnr_mean"] > 0).all()
+    assert set(quality["method"]) == generative and (quality["psnr_mean"] > 0).all()
+    heldout = pd.read_csv(results / "tables/heldout_slices.csv")
+    assert set(heldout["method"]) == {"linear"} | generative and (heldout["slices"] > 0).all()
+    assert len(set(heldout["slices"])) == 1  # every method judged on the same slices
     assert (results / "models/deeprecon/tiny/samples.png").exists()
+    assert (results / "models/dmcvr/tiny/round_trip.png").exists()
+    curves = pd.read_csv(results / "motion/SYN0001_to_SYN0002/curves.tsv", sep="\t")
+    assert len(curves) == 3 and {"source_ml", "target_ml", "adapted_ml"} <= set(curves.columns)  # 12 frames / 4
     # a finished run has nothing left to do
     dry = snakemake(tmp_path, "--configfile", str(tmp_path / "tiny.yaml"), "-n")
     assert "Nothing to be done" in dry.stdout + dry.stderr
@@ -80,8 +88,11 @@ def test_tiny_synthetic_cohort_end_to_end(tmp_path):
     save_checkpoint(model, model.config, checkpoint)
     dry = snakemake(tmp_path, "--configfile", str(tmp_path / "tiny.yaml"), "-n")
     # (DeepRecon's encoder and inversion use the U-Net's features as perceptual distance)
+    # (DMCVR's z_mor is the U-Net's bottleneck, and both diffusion methods are segmented by it;
+    # DiffAE's training and the linear held-out slices do not depend on it)
     latent = {"train_encoder": 1, "invert": 1, "train_seg_latent": 2, "recon_latent": 1,
-              "evaluate": 2, "shard_evaluated": 1, "lax_overlay": 2}
+              "train_wplus_segnet": 1, "wplus_segnet_rows": 1, "motion_adaptation": 1,
+              "train_diffusion": 1, "recon_diffusion": 2, "evaluate": 4, "shard_evaluated": 1, "lax_overlay": 4}
     assert job_counts(dry.stdout + dry.stderr) == {"seg": 1, "eval_directseg": 1, "report": 1,
                                                    "subject_status": 1, "all": 1, **latent}
     # pre-trained mode: an existing checkpoint replaces training

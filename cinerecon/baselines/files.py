@@ -37,3 +37,36 @@ def reconstruct_subject(subject: str, label_path, method: str, target_spacing_mm
         save_nifti(outputs[phase], volume, fine_affine, dtype=np.uint8)
     write_json(record_path, record)
     return record
+
+
+def heldout_linear_rows(subject: str, image_path, label_path):
+    """The linear baseline's held-out-slice rows (cinerecon.metrics.heldout) at ED and ES:
+    the image and the one-hot label probabilities averaged between slices j-1 and j+1."""
+    import pandas as pd
+
+    from cinerecon.baselines.methods import LinearOneHot, SAX_CLASSES
+    from cinerecon.metrics.heldout import heldout_rows, neighbour_midpoints
+    from cinerecon.models.data import normalise_intensity
+
+    image, affine, _ = load_nifti(image_path, subject)
+    labels, _, _ = load_nifti(label_path, subject)
+    if labels.ndim != 4 or labels.shape != image.shape:
+        raise InputError(subject, label_path, f"labels {labels.shape} do not match the SAX cine {image.shape}")
+    frames = ed_es_frames(labels, affine)
+    image = normalise_intensity(image)
+    spacing_xy = np.linalg.norm(affine[:3, :2], axis=0)
+    rows = []
+    for phase in PHASES:
+        t = frames[phase]
+        stack = np.moveaxis(image[..., t], -1, 0)                          # (Z, X, Y)
+        truth = np.moveaxis(labels[..., t], -1, 0)
+        prob = np.moveaxis(LinearOneHot(labels[..., t], spacing_xy).prob, -1, 0)  # (Z, C, X, Y)
+        mid_images = neighbour_midpoints(stack, _lerp)
+        mid_labels = np.asarray(SAX_CLASSES, np.uint8)[neighbour_midpoints(prob, _lerp).argmax(axis=1)]
+        rows.append(heldout_rows(subject, "linear", phase, mid_images, mid_labels, stack, truth))
+    return pd.concat(rows, ignore_index=True)
+
+
+def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    t = t.reshape(t.shape + (1,) * (a.ndim - 1))
+    return (1 - t) * a + t * b

@@ -16,14 +16,12 @@ from cinerecon.baselines.files import ed_es_frames
 from cinerecon.baselines.grid import acquired_index, fine_affine, pad_slices, z_upsampling_factor
 from cinerecon.io.files import atomic_path, write_json, write_tsv
 from cinerecon.io.nifti import InputError, load_nifti, save_nifti
-from cinerecon.labels import SAX_LABELS
 from cinerecon.latent.deeprecon import InversionSettings, generate, invert_slices
 from cinerecon.latent.interpolate import fine_latents
 from cinerecon.metrics.image import psnr, ssim
-from cinerecon.metrics.overlap import dice
-from cinerecon.metrics.surface import surface_metrics
+from cinerecon.metrics.per_label import structure_rows
 from cinerecon.models.data import frames_to_slices, normalise_intensity, slices_from_subject
-from cinerecon.models.encoder import EncoderConfig, FeatureDistance, load_encoder, save_encoder, train_encoder, unet_features
+from cinerecon.models.encoder import EncoderConfig, FeatureDistance, save_encoder, train_encoder, unet_features
 from cinerecon.models.stylegan2 import StyleGAN2Config, load_generator, save_generator, train_stylegan2
 from cinerecon.models.train_seg import load_checkpoint, predict_slices, save_checkpoint, train_unet
 from cinerecon.models.unet import UNetConfig
@@ -111,9 +109,9 @@ def subject_slices(subject: str, image_path, label_path) -> dict:
     labels, _, _ = load_nifti(label_path, subject)
     frames = ed_es_frames(labels, affine)
     order = [frames[p] for p in PHASES]
-    x, _ = slices_from_subject(image, labels, order)
-    return {"images": x, "frames": order, "n_slices": image.shape[2],
-            "spacing": np.linalg.norm(affine[:3, :2], axis=0)}
+    x, y = slices_from_subject(image, labels, order)
+    return {"images": x, "labels": y, "frames": order, "n_slices": image.shape[2], "n_frames": image.shape[3],
+            "affine": affine, "spacing": np.linalg.norm(affine[:3, :2], axis=0)}
 
 
 def save_latents(path, codes: np.ndarray, frames, n_slices: int) -> None:
@@ -203,8 +201,8 @@ def reconstruct_latent_subject(subject: str, latent_path, reference_image, G, se
 
 # ---- per-slice rows: the papers' Table 1 and image quality ------------------------------
 def acquired_slice_rows(subject: str, method: str, recon: dict, record_path, image_path, label_path):
-    """Seg(G(w*)) vs manual labels on the acquired slices (Dice, HD95, ASSD per structure,
-    3D over the stack), and PSNR/SSIM of G(w*) against the input slices, at ED and ES."""
+    """Seg(G(w*)) vs manual labels on the acquired slices (Dice, VOE, HD, HD95, ASD, ASSD per
+    structure, 3D over the stack), and PSNR/SSIM of G(w*) against the input slices, at ED and ES."""
     record = json.loads(open(record_path).read())
     k = record["k"]
     image, affine, _ = load_nifti(image_path, subject)
@@ -218,14 +216,29 @@ def acquired_slice_rows(subject: str, method: str, recon: dict, record_path, ima
         generated = load_nifti(recon[f"image_{phase}"], subject)[0][:, :, z]
         if pred.shape != labels.shape[:3]:
             raise InputError(subject, recon[phase], f"shape {pred.shape} does not match the stack {labels.shape[:3]}")
-        ref = labels[..., t]
-        for label, name in SAX_LABELS.items():
-            surf = surface_metrics(pred == label, ref == label, spacing)
-            metric_rows.append({"subject": subject, "method": method, "phase": phase, "structure": name,
-                                "dice": dice(pred == label, ref == label), "hd95": surf["hd95"],
-                                "assd": surf["assd"]})
+        metric_rows += structure_rows(subject, method, phase, pred, labels[..., t], spacing)
         real = normalise_intensity(image)[..., t]
         image_rows.append({"subject": subject, "method": method, "phase": phase,
                            "psnr": psnr(generated, real, data_range=2.0),
                            "ssim": ssim(generated, real, data_range=2.0)})
     return pd.DataFrame(metric_rows), pd.DataFrame(image_rows)
+
+
+# ---- held-out slices --------------------------------------------------------------------
+def heldout_latent_rows(subject: str, method: str, latent_path, image_path, label_path, G, seg_model,
+                        device) -> pd.DataFrame:
+    """Held-out-slice rows (cinerecon.metrics.heldout): G(lerp(w_{j-1}, w_{j+1}, 0.5)) and its
+    Seg against acquired slice j, at ED and ES."""
+    from cinerecon.latent.interpolate import lerp
+    from cinerecon.metrics.heldout import heldout_rows, neighbour_midpoints
+
+    lat = load_latents(latent_path)
+    meta = subject_slices(subject, image_path, label_path)
+    z, rows = meta["n_slices"], []
+    for i, phase in enumerate(PHASES):
+        codes = neighbour_midpoints(torch.as_tensor(lat["wplus"][i]), lerp).numpy()
+        images = generate(G, codes, device=device) if len(codes) else np.zeros((0, 1) + meta["images"].shape[-2:])
+        labels = predict_slices(seg_model, images, batch_size=64, device=device)
+        rows.append(heldout_rows(subject, method, phase, images[:, 0], labels, meta["images"][i * z:(i + 1) * z, 0],
+                                 meta["labels"][i * z:(i + 1) * z]))
+    return pd.concat(rows, ignore_index=True)

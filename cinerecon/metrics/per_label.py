@@ -27,3 +27,15 @@ def per_label_metrics(pred_labels, ref_labels, labels: dict[int, str], spacing) 
         values = {"dice": dice(pred, ref), "voe": voe(pred, ref), **surface_metrics(pred, ref, spacing)}
         row.update({f"{metric}_{name}": float(values[metric]) for metric in METRIC_NAMES})
     return row
+
+
+def structure_rows(subject: str, method: str, phase: str, pred_labels, ref_labels, spacing,
+                   labels: dict[int, str] | None = None) -> list[dict]:
+    """Long-form rows (subject, method, phase, structure, *METRIC_NAMES), one per structure:
+    the papers' Table 1 between a predicted and a manual label stack (3D, ``spacing`` in mm)."""
+    from cinerecon.labels import SAX_LABELS
+
+    labels = SAX_LABELS if labels is None else labels
+    row = per_label_metrics(pred_labels, ref_labels, labels, spacing)
+    return [{"subject": subject, "method": method, "phase": phase, "structure": name,
+             **{metric: row[f"{metric}_{name}"] for metric in METRIC_NAMES}} for name in labels.values()]

@@ -11,9 +11,7 @@ import pandas as pd
 from cinerecon.baselines.files import ed_es_frames
 from cinerecon.io.files import write_tsv
 from cinerecon.io.nifti import frame_interval, load_nifti, save_nifti
-from cinerecon.labels import SAX_LABELS
-from cinerecon.metrics.overlap import dice
-from cinerecon.metrics.surface import surface_metrics
+from cinerecon.metrics.per_label import structure_rows
 from cinerecon.models.data import slices_from_subject
 from cinerecon.models.train_seg import (
     load_checkpoint,
@@ -94,17 +92,12 @@ def segment_subject(subject: str, image_path, checkpoint, output, frames: str, l
 
 
 def directseg_rows(subject: str, seg_path, label_path, method: str = "directseg") -> tuple[pd.DataFrame, pd.DataFrame]:
-    """SAX-stack 3D Dice / HD95 / ASSD per structure at ED and ES, and phenotype row."""
+    """SAX-stack 3D segmentation metrics per structure (Table 1) at ED and ES, and phenotype row."""
     seg, affine, _ = load_nifti(seg_path, subject)
     lab, _, _ = load_nifti(label_path, subject)
     frames = ed_es_frames(lab, affine)
     spacing = tuple(np.linalg.norm(affine[:3, :3], axis=0))
-    rows = []
-    for phase, t in frames.items():
-        for label, name in SAX_LABELS.items():
-            p, r = seg[..., t] == label, lab[..., t] == label
-            surf = surface_metrics(p, r, spacing)
-            rows.append({"subject": subject, "method": method, "phase": phase, "structure": name,
-                         "dice": dice(p, r), "hd95": surf["hd95"], "assd": surf["assd"]})
+    rows = [row for phase, t in frames.items()
+            for row in structure_rows(subject, method, phase, seg[..., t], lab[..., t], spacing)]
     phen = phenotypes(seg[..., frames["ED"]], seg[..., frames["ES"]], affine)
     return pd.DataFrame(rows), pd.DataFrame([{"subject": subject, "method": method, **phen}])

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from cinerecon.labels import SAX_LABELS
+from cinerecon.metrics.heldout import heldout_summary
+from cinerecon.metrics.per_label import METRIC_NAMES
 from cinerecon.phenotypes import PHENOTYPE_COLUMNS
 from cinerecon.tables.cohort import (
     lax_dice_numeric,
@@ -28,12 +30,12 @@ def report_names(with_truth: bool, with_seg: bool = False, with_images: bool = F
     if with_seg:
         tables += ["seg_metrics", "seg_metrics_numeric"]
     if with_images:
-        tables += ["image_quality"]
+        tables += ["image_quality", "heldout_slices"]
     return {"tables": tables, "figures": figures}
 
 
 def write_report(lax_paths, truth_paths, phenotype_paths, tables_dir, figures_dir,
-                 method_order=None, sax_paths=(), image_paths=()) -> None:
+                 method_order=None, sax_paths=(), image_paths=(), heldout_paths=()) -> None:
     """Write every cohort table (parquet, csv, md) and figure (png)."""
     # imported here: the Snakefile imports this module for report_names, and matplotlib
     # would add ~0.7 s to every DAG build
@@ -56,13 +58,15 @@ def write_report(lax_paths, truth_paths, phenotype_paths, tables_dir, figures_di
 
     if sax_paths:  # the papers' Table 1: 2D segmentation of the acquired SAX stack
         sax = read_rows(sax_paths)
-        write_table(truth_metrics_table(sax, method_order), tables_dir / "seg_metrics")
-        write_table(truth_metrics_numeric(sax, method_order), tables_dir / "seg_metrics_numeric")
+        write_table(truth_metrics_table(sax, method_order, METRIC_NAMES), tables_dir / "seg_metrics")
+        write_table(truth_metrics_numeric(sax, method_order, METRIC_NAMES), tables_dir / "seg_metrics_numeric")
     if image_paths:  # PSNR / SSIM of generated acquired slices against the input
         quality = read_rows(image_paths)
         summary = quality.groupby("method")[["psnr", "ssim"]].agg(["mean", "std"])
         summary.columns = [f"{m}_{stat}" for m, stat in summary.columns]
         write_table(summary.reset_index(), tables_dir / "image_quality")
+    if heldout_paths:  # each interior SAX slice rebuilt from its two neighbours
+        write_table(heldout_summary(read_rows(heldout_paths), method_order), tables_dir / "heldout_slices")
     if truth_paths:
         truth = read_rows(truth_paths)
         write_table(truth_metrics_table(truth, method_order), tables_dir / "truth_metrics")
@@ -71,15 +75,23 @@ def write_report(lax_paths, truth_paths, phenotype_paths, tables_dir, figures_di
 
 
 def report_inputs(layout, eval_manifests: dict, reference_manifests, directseg_manifests,
-                  with_truth: bool, slice_manifests=()) -> dict:
+                  with_truth: bool, slice_manifests=(), heldout_manifests=(), sax_manifests=()) -> dict:
     """Per-subject row files of the subjects whose evaluation succeeded, from the manifests.
 
     eval_manifests: {method: manifest paths of its `evaluate` shards}; slice_manifests:
-    shards/slices-{method}/{shard}.tsv of the generative methods (Table 1, PSNR/SSIM).
+    shards/slices-{method}/{shard}.tsv of the generative methods (Table 1, PSNR/SSIM);
+    heldout_manifests: shards/heldout-{method}/{shard}.tsv (held-out-slice rows);
+    sax_manifests: shards/segrows-{method}/{shard}.tsv (Table 1 rows only, e.g. W+SegNet).
     """
     from cinerecon.batch import ok_subjects
 
-    files = {"lax": [], "truth": [], "phenotypes": [], "sax": [], "image": []}
+    files = {"lax": [], "truth": [], "phenotypes": [], "sax": [], "image": [], "heldout": []}
+    for path in sax_manifests:
+        method = Path(path).parent.name.removeprefix("segrows-")
+        files["sax"] += [layout.eval_sax(method, s) for s in ok_subjects([path])]
+    for path in heldout_manifests:
+        method = Path(path).parent.name.removeprefix("heldout-")
+        files["heldout"] += [layout.eval_heldout(method, s) for s in ok_subjects([path])]
     for path in slice_manifests:
         method = Path(path).parent.name.removeprefix("slices-")
         for s in ok_subjects([path]):

@@ -1,0 +1,227 @@
+"""File-level DMCVR / DiffAE steps (He et al., MICCAI 2023): train the diffusion autoencoder,
+encode the ED/ES slices of many subjects at once (z_sem, z_mor, x_T by DDIM inversion),
+interpolate between adjacent slices (lerp z_sem and z_mor, slerp x_T), decode, segment with
+the segmentation network trained on real images, and write the volumes.
+
+`dmcvr` is conditioned on z_mor, the frozen SAX U-Net's bottleneck; `diffae` is the same
+model without that path (the paper's ablation). The model lives in cinerecon.models.diffusion.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cinerecon.baselines.grid import fine_affine, pad_slices, z_upsampling_factor
+from cinerecon.io.files import atomic_path, write_json, write_tsv
+from cinerecon.io.nifti import save_nifti
+from cinerecon.latent.interpolate import fine_latents, lerp, slerp
+from cinerecon.metrics.heldout import heldout_rows, neighbour_midpoints
+from cinerecon.models.diffusion import DiffAE, DiffusionConfig, morphology_latent, save_diffae, train_diffae
+from cinerecon.models.train_seg import predict_slices
+from cinerecon.models.unet import pad_to_multiple
+
+log = logging.getLogger(__name__)
+PHASES = ("ED", "ES")
+DIFFUSION_METHODS = ("dmcvr", "diffae")
+# How each code is interpolated between slices (the paper's eq. 5): x_T is Gaussian noise,
+# whose typical set is a sphere, so it is slerped; the semantic codes are lerped.
+COMBINE = {"z_sem": lerp, "z_mor": lerp, "x_T": slerp}
+
+
+def morphology_shape(seg_model, image_size: int) -> tuple[int, int]:
+    """(channels, downsampling factor) of the segmentation network's bottleneck, z_mor."""
+    device = next(seg_model.parameters()).device
+    z = morphology_latent(seg_model, torch.zeros(1, 1, image_size, image_size, device=device))
+    return int(z.shape[1]), max(1, image_size // int(z.shape[-1]))
+
+
+def diffusion_config(settings: dict, image_size: int, seg_model=None) -> DiffusionConfig:
+    """The preset (tiny | paper) at the crop size, with settings["model"] overrides; z_mor
+    sized from the segmentation network, or none (DiffAE) without one."""
+    overrides = {"image_size": image_size, **settings.get("model", {})}
+    if seg_model is None:
+        overrides["mor_channels"] = 0
+    else:
+        overrides["mor_channels"], overrides["mor_downsample"] = morphology_shape(seg_model, image_size)
+    return getattr(DiffusionConfig, settings["preset"])(**overrides)
+
+
+def padded(images: np.ndarray, multiple: int) -> tuple[torch.Tensor, tuple[slice, slice]]:
+    """Slices (N, 1, H, W) replicate-padded to the model's multiple, and the crop back."""
+    return pad_to_multiple(torch.as_tensor(images, dtype=torch.float32), multiple)
+
+
+def train_diffusion_files(images: np.ndarray, settings: dict, outputs: dict, device: str,
+                          seg_model=None) -> list[dict]:
+    """Train DMCVR (with seg_model: z_mor from its bottleneck) or DiffAE (without) on slices
+    (N, 1, H, W) in [-1, 1]; write the model, its history and a reconstruction figure."""
+    size = images.shape[-1]
+    if images.shape[-2] != size:
+        raise ValueError(f"DMCVR needs square SAX crops (crop.sax_size), got {images.shape[-2:]}")
+    config = diffusion_config(settings, size, seg_model)
+    x, _ = padded(images, config.multiple)
+    config = DiffusionConfig.from_dict({**config.to_dict(), "image_size": x.shape[-1]})
+    log.info("%s %s at %d px on %d slices", "DMCVR" if seg_model is not None else "DiffAE",
+             settings["preset"], x.shape[-1], len(x))
+    model, history = train_diffae(x, config, steps=settings["steps"], batch_size=settings["batch_size"],
+                                  lr=settings["lr"], seed=settings["seed"], device=device, log=log,
+                                  seg_model=seg_model)
+    save_diffae(model, outputs["model"])
+    write_tsv(outputs["history"], pd.DataFrame(history))
+    _reconstruction_grid(model, images[:: max(1, len(images) // 6)][:6], settings, outputs["samples"], device)
+    return history
+
+
+def _reconstruction_grid(model: DiffAE, reals: np.ndarray, settings: dict, path, device) -> None:
+    """Input slices (top) and their DDIM encode-decode round trip (bottom)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    codes = encode_slices(model, reals, settings["ddim_steps"], len(reals), device)
+    fakes = decode_codes(model, codes, settings["ddim_steps"], len(reals), device)
+    fig, axes = plt.subplots(2, len(reals), figsize=(1.6 * len(reals), 3.4), squeeze=False)
+    for row, batch in enumerate((reals, fakes)):
+        for ax, img in zip(axes[row], batch):
+            ax.imshow(img[0].T, cmap="gray", vmin=-1, vmax=1, origin="lower")
+            ax.axis("off")
+    fig.suptitle(f"input (top) and DDIM round trip, {settings['ddim_steps']} steps (bottom)")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+
+
+# ---- codes: encode, interpolate, decode -----------------------------------------------
+def encode_slices(model: DiffAE, images: np.ndarray, steps: int, batch_size: int, device,
+                  refine: int = 0) -> dict:
+    """{z_sem, z_mor (DMCVR only), x_T} tensors (on the CPU) of slices (N, 1, H, W) in [-1, 1]."""
+    x, _ = padded(images, model.config.multiple)
+    model.to(device)
+    if model.seg_model is not None:
+        model.seg_model.to(device)
+    z_sem, z_mor, x_T = model.encode(x.to(device), steps=steps, batch_size=batch_size, refine=refine)
+    codes = {"z_sem": z_sem.cpu(), "x_T": x_T.cpu(), "crop": images.shape[-2:]}
+    if z_mor is not None:
+        codes["z_mor"] = z_mor.cpu()
+    return codes
+
+
+def decode_codes(model: DiffAE, codes: dict, steps: int, batch_size: int, device) -> np.ndarray:
+    """Slices (N, 1, H, W) in [-1, 1] from codes (cropped back to the input size)."""
+    z_mor = codes.get("z_mor")
+    x0 = model.to(device).decode(codes["x_T"].to(device), codes["z_sem"].to(device),
+                                 None if z_mor is None else z_mor.to(device), steps=steps, batch_size=batch_size)
+    h, w = codes["crop"]
+    top = (x0.shape[-2] - h) // 2
+    left = (x0.shape[-1] - w) // 2
+    return x0[..., top:top + h, left:left + w].clamp(-1, 1).cpu().numpy()
+
+
+def _names(codes: dict) -> list[str]:
+    return [name for name in COMBINE if name in codes]
+
+
+def select(codes: dict, index) -> dict:
+    """The codes of some slices (index: slice or integer array)."""
+    return {**{n: codes[n][index] for n in _names(codes)}, "crop": codes["crop"]}
+
+
+def concatenate(parts: list[dict]) -> dict:
+    return {**{n: torch.cat([p[n] for p in parts]) for n in _names(parts[0])}, "crop": parts[0]["crop"]}
+
+
+def fine_codes(codes: dict, k: int) -> dict:
+    """Codes of one stack (Z slices) -> codes of the shared fine grid (cinerecon.baselines.grid)."""
+    return {**{n: fine_latents(codes[n], k, COMBINE[n]) for n in _names(codes)}, "crop": codes["crop"]}
+
+
+def heldout_codes(codes: dict) -> dict:
+    """Codes half way between slices j-1 and j+1 for every interior slice j (held-out evaluation)."""
+    return {**{n: neighbour_midpoints(codes[n], COMBINE[n]) for n in _names(codes)}, "crop": codes["crop"]}
+
+
+def save_codes(path, codes: dict, frames, n_slices: int) -> None:
+    """Frame-major codes (F*Z, ...) -> arrays (F, Z, ...) with the frame indices, atomically."""
+    arrays = {n: codes[n].numpy().reshape(len(frames), n_slices, *codes[n].shape[1:]) for n in _names(codes)}
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays, frames=np.asarray(frames), phases=np.asarray(PHASES))
+
+
+def load_codes(path) -> dict:
+    with np.load(path) as z:
+        return {**{n: torch.from_numpy(z[n]) for n in COMBINE if n in z.files},
+                "frames": [int(f) for f in z["frames"]]}
+
+
+# ---- a shard of subjects: everything decoded in shared batches -------------------------
+class DiffusionShard:
+    """Encode, interpolate, decode and segment the ED/ES stacks of many subjects together.
+
+    subjects: {id: deeprecon_files.subject_slices(...)} (images (F*Z, 1, X, Y) frame-major,
+    frames, n_slices, affine). After construction, `results[id]` holds per phase the fine
+    image and label volumes and the held-out slices; `codes[id]` the acquired slices' codes.
+    """
+
+    def __init__(self, subjects: dict, model: DiffAE, seg_model, settings: dict, target_spacing_mm: float,
+                 device):
+        self.codes, self.results, self.k, self.seconds = {}, {}, {}, {}
+        ids = list(subjects)
+        if not ids:
+            return
+        started = time.perf_counter()
+        steps, batch = settings["ddim_steps"], settings["inference_batch_size"]
+        images = np.concatenate([subjects[s]["images"] for s in ids])
+        codes = encode_slices(model, images, steps, batch, device, settings.get("refine", 0))
+        parts, spans, start = [], {}, 0
+        for s in ids:
+            meta = subjects[s]
+            z, n = meta["n_slices"], len(meta["images"])
+            self.codes[s] = select(codes, slice(start, start + n))
+            start += n
+            self.k[s] = z_upsampling_factor(float(np.linalg.norm(meta["affine"][:3, 2])), target_spacing_mm)
+            for i, phase in enumerate(PHASES):
+                stack = select(self.codes[s], slice(i * z, (i + 1) * z))
+                for kind, part in (("volume", fine_codes(stack, self.k[s])), ("heldout", heldout_codes(stack))):
+                    spans[s, phase, kind] = (sum(len(p["z_sem"]) for p in parts), len(part["z_sem"]))
+                    parts.append(part)
+        decoded = decode_codes(model, concatenate(parts), steps, batch, device)
+        labels = predict_slices(seg_model, decoded, batch_size=batch, device=device)
+        for (s, phase, kind), (first, n) in spans.items():
+            self.results.setdefault(s, {})[phase, kind] = (decoded[first:first + n, 0], labels[first:first + n])
+        self.seconds = {"total": time.perf_counter() - started, "slices_decoded": int(len(decoded)),
+                        "slices_encoded": int(len(images))}
+        log.info("encoded %d and decoded %d slices (%d DDIM steps) in %.1f s", len(images), len(decoded),
+                 steps, self.seconds["total"])
+
+    def write(self, subject: str, meta: dict, method: str, outputs: dict, latent_path) -> dict:
+        """The subject's codes, ED/ES image and label volumes (fine grid) and recon.json."""
+        k = self.k[subject]
+        save_codes(latent_path, self.codes[subject], meta["frames"], meta["n_slices"])
+        volume_affine = fine_affine(meta["affine"], k)
+        for phase in PHASES:
+            images, labels = self.results[subject][phase, "volume"]
+            save_nifti(outputs[f"image_{phase}"], np.moveaxis(images, 0, -1).astype(np.float32), volume_affine)
+            save_nifti(outputs[phase], np.moveaxis(labels, 0, -1), volume_affine, dtype=np.uint8)
+        record = {"subject": subject, "method": method, "k": k, "pad_slices": pad_slices(k),
+                  "n_slices": meta["n_slices"], "n_frames": meta["n_frames"],
+                  "frames": dict(zip(PHASES, meta["frames"])), "shard_seconds": self.seconds}
+        write_json(outputs["record"], record)
+        return record
+
+    def heldout(self, subject: str, meta: dict, method: str) -> pd.DataFrame:
+        """Held-out-slice rows (cinerecon.metrics.heldout) of the subject at ED and ES."""
+        z = meta["n_slices"]
+        frames = []
+        for i, phase in enumerate(PHASES):
+            images, labels = self.results[subject][phase, "heldout"]
+            real = meta["images"][i * z:(i + 1) * z, 0]
+            frames.append(heldout_rows(subject, method, phase, images, labels, real, meta["labels"][i * z:(i + 1) * z]))
+        return pd.concat(frames, ignore_index=True)
+

@@ -1,0 +1,110 @@
+"""DMCVR / DiffAE file-level steps: code interpolation, shared-batch decoding, written volumes."""
+
+import numpy as np
+import pytest
+import torch
+
+from cinerecon.baselines.grid import acquired_index
+from cinerecon.io.nifti import load_nifti, save_nifti
+from cinerecon.latent.deeprecon_files import subject_slices
+from cinerecon.latent.dmcvr import (
+    DiffusionShard,
+    diffusion_config,
+    fine_codes,
+    heldout_codes,
+    load_codes,
+    morphology_shape,
+    select,
+)
+from cinerecon.models.diffusion import DiffAE
+from cinerecon.models.unet import UNet, UNetConfig
+
+SETTINGS = {"preset": "tiny", "model": {"width": 8}, "ddim_steps": 2, "inference_batch_size": 16}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def codes(n=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {"z_sem": torch.randn(n, 8, generator=g), "z_mor": torch.randn(n, 3, 2, 2, generator=g),
+            "x_T": torch.randn(n, 1, 8, 8, generator=g), "crop": (8, 8)}
+
+
+def test_fine_codes_keep_the_acquired_slices_exactly():
+    c, k = codes(), 4
+    fine = fine_codes(c, k)
+    for j in range(4):
+        for name in ("z_sem", "z_mor", "x_T"):
+            assert torch.equal(fine[name][acquired_index(j, k)], c[name][j])
+
+
+def test_heldout_codes_lerp_semantics_and_slerp_noise():
+    c = codes(5)
+    mid = heldout_codes(c)
+    assert torch.allclose(mid["z_sem"][0], (c["z_sem"][0] + c["z_sem"][2]) / 2)
+    assert torch.allclose(mid["z_mor"][2], (c["z_mor"][2] + c["z_mor"][4]) / 2)
+    # slerp between two noises of equal norm stays on their sphere (lerp would shrink it)
+    a, b = c["x_T"][0], c["x_T"][2] * c["x_T"][0].norm() / c["x_T"][2].norm()
+    unit = heldout_codes({"z_sem": c["z_sem"][:3], "x_T": torch.stack([a, a, b]), "crop": (8, 8)})
+    assert torch.allclose(unit["x_T"][0].norm(), a.norm(), rtol=1e-5)
+    assert unit["x_T"][0].norm() > ((a + b) / 2).norm()
+
+
+def test_config_takes_z_mor_from_the_segmentation_bottleneck():
+    seg = UNet(UNetConfig.tiny(depth=2))
+    assert morphology_shape(seg, 32) == (32, 4)
+    assert diffusion_config(SETTINGS, 32, seg).mor_channels == 32
+    assert diffusion_config(SETTINGS, 32).mor_channels == 0  # DiffAE
+
+
+def write_subject(folder, seed, n_slices=4):
+    rng = np.random.default_rng(seed)
+    x, y = np.meshgrid(np.arange(32), np.arange(32), indexing="ij")
+    labels = np.zeros((32, 32, n_slices, 3), np.uint8)
+    for t, r in enumerate((7, 5, 6)):
+        labels[..., t] = ((x - 16) ** 2 + (y - 16) ** 2 <= r**2)[..., None]
+    image = (rng.normal(0, 0.1, labels.shape) + labels).astype(np.float32)
+    affine = np.array([[1.5, 0, 0, -20], [0, 1.5, 0, 5], [0, 0, 8.0, 30], [0, 0, 0, 1]])
+    folder.mkdir()
+    save_nifti(folder / "sa.nii.gz", image, affine)
+    save_nifti(folder / "label_sa.nii.gz", labels, affine, dtype=np.uint8)
+    return subject_slices(folder.name, folder / "sa.nii.gz", folder / "label_sa.nii.gz")
+
+
+def test_shard_decodes_subjects_together_as_it_would_alone(tmp_path):
+    torch.manual_seed(0)
+    seg = UNet(UNetConfig.tiny(depth=2)).eval()
+    model = DiffAE(diffusion_config(SETTINGS, 32, seg), seg_model=seg).eval()
+    subjects = {"A": write_subject(tmp_path / "A", 0), "B": write_subject(tmp_path / "B", 1, n_slices=5)}
+    together = DiffusionShard(subjects, model, seg, SETTINGS, target_spacing_mm=2.0, device="cpu")
+    alone = DiffusionShard({"B": subjects["B"]}, model, seg, SETTINGS, target_spacing_mm=2.0, device="cpu")
+    for kind in ("volume", "heldout"):
+        for i in range(2):
+            np.testing.assert_allclose(together.results["B"]["ES", kind][i], alone.results["B"]["ES", kind][i],
+                                       atol=1e-5)
+    assert together.k == {"A": 4, "B": 4}
+    images, labels = together.results["B"]["ED", "volume"]
+    assert images.shape == ((5 - 1) * 4 + 1 + 2 * 2, 32, 32) and labels.dtype == np.uint8
+    assert together.results["B"]["ED", "heldout"][0].shape == (3, 32, 32)
+
+    out = {p: tmp_path / f"{p}.nii.gz" for p in ("ED", "ES", "image_ED", "image_ES")}
+    out["record"] = tmp_path / "recon.json"
+    record = together.write("B", subjects["B"], "dmcvr", out, tmp_path / "codes.npz")
+    volume, fine, _ = load_nifti(out["image_ED"], "B")
+    _, acquired, _ = load_nifti(tmp_path / "B/sa.nii.gz", "B")
+    # fine slice j*k + pad lies exactly at acquired slice j
+    for j in range(5):
+        centre = fine @ [0, 0, acquired_index(j, 4), 1]
+        np.testing.assert_allclose(centre, acquired @ [0, 0, j, 1], atol=1e-9)
+    assert volume.shape == (32, 32, 21) and record["frames"] == {"ED": 0, "ES": 1}
+    saved = load_codes(tmp_path / "codes.npz")
+    assert saved["x_T"].shape == (2, 5, 1, 32, 32) and saved["frames"] == [0, 1]
+    assert torch.equal(saved["z_sem"].reshape(10, -1), select(together.codes["B"], slice(0, 10))["z_sem"])
+    rows = together.heldout("B", subjects["B"], "dmcvr")
+    assert len(rows) == 2 * 3 and set(rows["slice"]) == {1, 2, 3}
