@@ -15,31 +15,42 @@ import torch
 from cinerecon.baselines.grid import fine_positions, slice_pairs
 
 
-def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Linear interpolation with t broadcast over the trailing dimensions of a and b."""
-    t = t.reshape(t.shape + (1,) * (a.dim() - t.dim()))
-    return a + (b - a) * t
+def _fractions(t, ref: torch.Tensor) -> torch.Tensor:
+    """t (a scalar or one fraction per sample, (N,)) shaped to broadcast over ref (N, ...)."""
+    t = torch.as_tensor(t, dtype=ref.dtype, device=ref.device)
+    if t.ndim == 0:
+        return t
+    if t.shape != (ref.shape[0],):
+        raise ValueError(f"t must be a scalar or ({ref.shape[0]},), got {tuple(t.shape)}")
+    return t.reshape((-1,) + (1,) * (ref.ndim - 1))
 
 
-def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
-    """Spherical interpolation of per-sample flattened vectors; lerp where they are parallel.
+def lerp(a: torch.Tensor, b: torch.Tensor, t) -> torch.Tensor:
+    """(1 - t) a + t b per sample; t a scalar or (N,); exact at t = 0 and t = 1."""
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+    tt = _fractions(t, a)
+    return (1 - tt) * a + tt * b
 
-    Exact at t = 0 and t = 1; keeps the norm of unit vectors.
-    """
-    shape = torch.broadcast_shapes(a.shape, b.shape)
-    a, b = a.expand(shape).reshape(shape[0], -1), b.expand(shape).reshape(shape[0], -1)
-    t = t.reshape(-1, 1).to(a.dtype)
-    na, nb = a.norm(dim=1, keepdim=True), b.norm(dim=1, keepdim=True)
-    cos = ((a * b).sum(1, keepdim=True) / (na * nb).clamp_min(eps)).clamp(-1, 1)
-    theta = torch.acos(cos)
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t, eps: float = 1e-6) -> torch.Tensor:
+    """Spherical interpolation of per-sample flattened vectors (N, ...), t a scalar or (N,):
+    sin((1-t) theta)/sin(theta) a + sin(t theta)/sin(theta) b, theta the angle between a_n and
+    b_n (computed in float64). Where sin(theta) < ``eps`` (parallel or antipodal vectors) it
+    falls back to :func:`lerp`. Exact at t = 0 and t = 1; keeps the norm of equal-norm vectors."""
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+    af, bf = a.reshape(a.shape[0], -1).double(), b.reshape(b.shape[0], -1).double()
+    tt = _fractions(t, af)
+    cos = (af * bf).sum(1, keepdim=True) / (af.norm(dim=1, keepdim=True) * bf.norm(dim=1, keepdim=True))
+    theta = torch.arccos(cos.nan_to_num(1.0).clamp(-1.0, 1.0))
     sin = torch.sin(theta)
-    parallel = sin.abs() < 1e-4
-    safe = torch.where(parallel, torch.ones_like(sin), sin)
-    wa = torch.where(parallel, 1 - t, torch.sin((1 - t) * theta) / safe)
-    wb = torch.where(parallel, t, torch.sin(t * theta) / safe)
-    out = wa * a + wb * b
-    out = torch.where(t == 0, a, torch.where(t == 1, b, out))
-    return out.reshape(shape)
+    ok = sin > eps
+    safe = torch.where(ok, sin, torch.ones_like(sin))
+    wa = torch.where(ok, torch.sin((1 - tt) * theta) / safe, 1 - tt)
+    wb = torch.where(ok, torch.sin(tt * theta) / safe, tt)
+    shape = (-1,) + (1,) * (a.ndim - 1)
+    return wa.to(a.dtype).reshape(shape) * a + wb.to(a.dtype).reshape(shape) * b
 
 
 def fine_latents(latents: torch.Tensor, k: int,

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -55,9 +55,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import PlainConfig
 from .checkpoints import load_model, save_weights
 from .train_seg import _deterministic, _logger
 from .unet import pad_to_multiple
+from ..latent.interpolate import lerp, slerp  # noqa: F401  (re-exported: the DMCVR interpolation)
 
 CHECKPOINT_FORMAT = "cinerecon.diffae/1"
 
@@ -66,7 +68,7 @@ EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 # --------------------------------------------------------------------------- config
 @dataclass(frozen=True)
-class DiffusionConfig:
+class DiffusionConfig(PlainConfig):
     """Architecture, noise schedule and EMA decay of a :class:`DiffAE`; plain types only.
 
     ``width`` is the channel count of the first level, ``channel_mult`` the per-level
@@ -169,17 +171,6 @@ class DiffusionConfig:
         mult = self.channel_mult if mult is None else mult
         return {i for i in range(len(mult)) if self.image_size // 2 ** i in self.attention_resolutions}
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DiffusionConfig":
-        """Inverse of :meth:`to_dict`; unknown keys are an error (a typo must not pass silently)."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown DiffusionConfig keys: {sorted(unknown)}")
-        return cls(**d)
 
 
 # --------------------------------------------------------------------------- schedule + DDIM
@@ -249,44 +240,6 @@ def ddim_sample(eps_fn: EpsFn, x_T: torch.Tensor, alphas_cumprod: torch.Tensor, 
 
 
 # --------------------------------------------------------------------------- interpolation
-def _per_sample(t, ref: torch.Tensor) -> torch.Tensor:
-    """t as a float64 (N, 1) column (scalar or (N,) input) for flattened (N, D) vectors."""
-    t = torch.as_tensor(t, dtype=torch.float64, device=ref.device)
-    if t.ndim == 0:
-        t = t.expand(ref.shape[0])
-    if t.shape != (ref.shape[0],):
-        raise ValueError(f"t must be a scalar or ({ref.shape[0]},), got {tuple(t.shape)}")
-    return t[:, None]
-
-
-def lerp(a: torch.Tensor, b: torch.Tensor, t) -> torch.Tensor:
-    """(1 - t) a + t b per sample; ``t`` a scalar or (N,); exact at t = 0 and t = 1."""
-    if a.shape != b.shape:
-        raise ValueError(f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
-    tt = _per_sample(t, a).to(a.dtype).reshape((-1,) + (1,) * (a.ndim - 1))
-    return (1 - tt) * a + tt * b
-
-
-def slerp(a: torch.Tensor, b: torch.Tensor, t, eps: float = 1e-6) -> torch.Tensor:
-    """Spherical interpolation of per-sample flattened vectors (N, ...):
-    sin((1-t) theta)/sin(theta) a + sin(t theta)/sin(theta) b with theta the angle between a_n and
-    b_n. Where sin(theta) < ``eps`` (parallel, or antipodal) it falls back to :func:`lerp`.
-    Exact at t = 0 and t = 1; preserves the norm of equal-norm vectors."""
-    if a.shape != b.shape:
-        raise ValueError(f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
-    af, bf = a.reshape(a.shape[0], -1).double(), b.reshape(b.shape[0], -1).double()
-    tt = _per_sample(t, af)
-    cos = (af * bf).sum(1, keepdim=True) / (af.norm(dim=1, keepdim=True) * bf.norm(dim=1, keepdim=True))
-    theta = torch.arccos(cos.nan_to_num(1.0).clamp(-1.0, 1.0))
-    sin = torch.sin(theta)
-    ok = sin > eps
-    safe = torch.where(ok, sin, torch.ones_like(sin))
-    wa = torch.where(ok, torch.sin((1 - tt) * theta) / safe, 1 - tt)
-    wb = torch.where(ok, torch.sin(tt * theta) / safe, tt)
-    shape = (-1,) + (1,) * (a.ndim - 1)
-    return wa.to(a.dtype).reshape(shape) * a + wb.to(a.dtype).reshape(shape) * b
-
-
 def interpolate_latents(a: tuple, b: tuple, t) -> tuple:
     """DMCVR's interpolation between the codes (z_sem, z_mor, x_T) of two slices (batched, or
     (N,) weights ``t``): lerp for z_sem and z_mor (eq. 5), slerp for the Gaussian x_T. z_mor may

@@ -31,7 +31,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import PlainConfig
 from .checkpoints import load_model, save_weights
 from .stylegan2 import Generator, StyleGAN2Config, _batch, _seeded
 from .train_seg import _logger
@@ -48,7 +49,7 @@ ENCODER_FORMAT = "cinerecon.encoder/1"
 
 # --------------------------------------------------------------------------- config
 @dataclass(frozen=True)
-class EncoderConfig:
+class EncoderConfig(PlainConfig):
     """Architecture of an :class:`Encoder`; plain types only so it round-trips through checkpoints.
 
     ``resolution``, ``num_ws`` and ``w_dim`` describe the generator the encoder
@@ -120,14 +121,6 @@ class EncoderConfig:
         d["blocks"] = list(self.blocks)
         return d
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "EncoderConfig":
-        """Inverse of :meth:`to_dict`; unknown keys are an error (a typo must not pass silently)."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown EncoderConfig keys: {sorted(unknown)}")
-        return cls(**d)
 
 
 # --------------------------------------------------------------------------- network

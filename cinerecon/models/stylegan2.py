@@ -40,13 +40,14 @@ import contextlib
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import PlainConfig
 from .checkpoints import load_model, save_weights
 from .train_seg import _deterministic, _logger
 
@@ -58,7 +59,7 @@ _LRELU_GAIN = math.sqrt(2.0)
 
 # --------------------------------------------------------------------------- config
 @dataclass(frozen=True)
-class StyleGAN2Config:
+class StyleGAN2Config(PlainConfig):
     """Architecture of a StyleGAN2 G/D pair; plain types only so it round-trips through checkpoints.
 
     Channels at a feature resolution r are ``min(channel_base // r, channel_max)``
@@ -127,17 +128,6 @@ class StyleGAN2Config:
     def channels(self, res: int) -> int:
         return max(1, min(self.channel_base // res, self.channel_max))
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "StyleGAN2Config":
-        """Inverse of :meth:`to_dict`; unknown keys are an error (a typo must not pass silently)."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown StyleGAN2Config keys: {sorted(unknown)}")
-        return cls(**d)
 
 
 # --------------------------------------------------------------------------- layers

@@ -7,18 +7,20 @@ up to that multiple and crops the logits back, for inference on arbitrary crops.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .config import PlainConfig
 
 NORMS = ("batch", "instance", "group")
 UPSAMPLING = ("transpose", "bilinear")
 
 
 @dataclass(frozen=True)
-class UNetConfig:
+class UNetConfig(PlainConfig):
     """Architecture of a :class:`UNet`; plain types only so it round-trips through checkpoints.
 
     ``width`` is the channel count of the first level (doubled per level) and
@@ -59,17 +61,6 @@ class UNetConfig:
         """H and W must be divisible by this."""
         return 2 ** self.depth
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "UNetConfig":
-        """Inverse of :meth:`to_dict`; unknown keys are an error (a typo must not pass silently)."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown UNetConfig keys: {sorted(unknown)}")
-        return cls(**d)
 
 
 def _norm(kind: str, channels: int) -> nn.Module:

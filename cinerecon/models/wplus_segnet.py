@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..labels import SAX_LABELS
+from .config import PlainConfig
 from .checkpoints import load_model, save_weights
 from .stylegan2 import StyleGAN2Config, center_crop, upsample2
 from .train_seg import _deterministic, _evaluate, _logger
@@ -38,7 +39,7 @@ CHECKPOINT_FORMAT = "cinerecon.wplus_segnet/1"
 
 
 @dataclass(frozen=True)
-class WPlusSegNetConfig:
+class WPlusSegNetConfig(PlainConfig):
     """Architecture of a :class:`WPlusSegNet`; plain types only so it round-trips through checkpoints.
 
     ``num_ws`` and ``w_dim`` are those of the generator whose codes it reads (even
@@ -85,16 +86,6 @@ class WPlusSegNetConfig:
     def channels(self, res: int) -> int:
         return max(1, min(self.channel_base // res, self.channel_max))
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "WPlusSegNetConfig":
-        """Inverse of :meth:`to_dict`; unknown keys are an error (a typo must not pass silently)."""
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown WPlusSegNetConfig keys: {sorted(unknown)}")
-        return cls(**d)
 
 
 class StyleBlock(nn.Module):
