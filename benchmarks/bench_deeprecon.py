@@ -7,7 +7,6 @@ one is present, on the GPU.
 """
 
 import argparse
-import time
 
 import torch
 
@@ -15,16 +14,7 @@ from cinerecon.latent.deeprecon import InversionSettings, invert_batch, roi_mask
 from cinerecon.models.encoder import Encoder, EncoderConfig, FeatureDistance, unet_features
 from cinerecon.models.stylegan2 import Generator, StyleGAN2Config
 from cinerecon.models.unet import UNet, UNetConfig
-
-
-def timed(fn, device) -> float:
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+from common import timed  # benchmarks/common.py
 
 
 def main():

@@ -8,7 +8,6 @@ U-Net giving z_mor, on the CPU and, where one is present, on the GPU.
 """
 
 import argparse
-import time
 
 import numpy as np
 import torch
@@ -16,16 +15,7 @@ import torch
 from cinerecon.latent.dmcvr import decode_codes, diffusion_config, encode_slices
 from cinerecon.models.diffusion import DiffAE
 from cinerecon.models.unet import UNet, UNetConfig
-
-
-def timed(fn, device) -> float:
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+from common import timed  # benchmarks/common.py
 
 
 def round_trip(model, images, steps, batch, device):

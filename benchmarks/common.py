@@ -1,5 +1,6 @@
-"""Shared by the benchmark scripts: generate one synthetic subject and crop it."""
+"""Shared by the benchmark scripts: generate one synthetic subject and crop it; time a call."""
 
+import time
 from pathlib import Path
 
 from cinerecon.io.subject import VIEWS
@@ -17,3 +18,16 @@ def generated_and_cropped(subject, seed, index, acq, folder, sax_size=(128, 128)
     report = crop_label_files(subject, {v: files[f"label_{v}"] for v in VIEWS}, crop / "crop.json",
                               {v: crop / f"label_{v}.nii.gz" for v in VIEWS}, crop / "centring.json")
     return files, crop, report
+
+
+def timed(fn, device="cpu") -> float:
+    """Wall-clock seconds of fn(), waiting for queued GPU work on both sides."""
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start

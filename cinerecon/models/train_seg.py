@@ -104,50 +104,59 @@ def train_unet(train_images, train_labels, val_images, val_labels, config: UNetC
     emit = _logger(log)
     xt, yt = _as_tensors(train_images, train_labels)
     xv, yv = _as_tensors(val_images, val_labels)
-    if len(xt) == 0 or len(xv) == 0:
-        raise ValueError("training and validation sets must both be non-empty")
-    if int(max(yt.max(), yv.max())) >= config.n_classes:
-        raise ValueError(f"labels exceed n_classes - 1 = {config.n_classes - 1}")
-    foreground = [c for c in range(1, config.n_classes)]
-    names = [SAX_LABELS.get(c, str(c)) for c in foreground]
-    history: list[dict] = []
     with _deterministic(seed, device):
         model = UNet(config).to(device)
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
-        shuffle = torch.Generator().manual_seed(seed)
         aug_gen = torch.Generator().manual_seed(seed + 1)
-        best, best_state = -math.inf, None
-        for epoch in range(1, epochs + 1):
-            t0 = time.perf_counter()
-            model.train()
-            perm = torch.randperm(len(xt), generator=shuffle)
-            running = 0.0
-            for i in range(0, len(xt), batch_size):
-                idx = perm[i:i + batch_size]
-                xb, yb = xt[idx], yt[idx]
-                if augment:
-                    xb, yb = augment_batch(xb, yb, aug_gen)
-                xb, yb = xb.to(device), yb.to(device)
-                opt.zero_grad(set_to_none=True)
-                loss = seg_loss(model(xb), yb)
-                loss.backward()
-                opt.step()
-                running += loss.item() * len(idx)
-            val_loss, dice = _evaluate(model, xv, yv, batch_size, device)
-            mean_dice = float(np.mean([dice[c] for c in foreground]))
-            row = {"epoch": epoch, "train_loss": running / len(xt), "val_loss": val_loss,
-                   **{f"val_dice_{n}": dice[c] for n, c in zip(names, foreground)},
-                   "val_dice_mean": mean_dice, "seconds": time.perf_counter() - t0}
-            history.append(row)
-            emit(f"epoch {epoch}/{epochs} train_loss {row['train_loss']:.4f} val_loss {val_loss:.4f} "
-                 + " ".join(f"{n} {dice[c]:.3f}" for n, c in zip(names, foreground))
-                 + f" ({row['seconds']:.1f} s)")
-            if mean_dice > best:
-                best = mean_dice
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        model.load_state_dict(best_state)
-    model.eval()
+        history = fit_best_epoch(model, (xt, yt), (xv, yv), config.n_classes, epochs, batch_size, lr, seed,
+                                 device, emit, (lambda x, y: augment_batch(x, y, aug_gen)) if augment else None)
     return model, history
+
+
+def fit_best_epoch(model: torch.nn.Module, train: tuple, val: tuple, n_classes: int, epochs: int, batch_size: int,
+                   lr: float, seed: int, device, emit, transform=None) -> list[dict]:
+    """Adam on CE + soft Dice over (inputs, labels) tensors; the model ends with the weights of
+    the epoch with the highest mean foreground validation Dice, in eval mode. ``transform``
+    (inputs, labels) -> (inputs, labels) augments each training batch. Returns the history
+    (epoch, train_loss, val_loss, val_dice_<LVC|LVM|RVC>, val_dice_mean, seconds)."""
+    (xt, yt), (xv, yv) = train, val
+    if len(xt) == 0 or len(xv) == 0:
+        raise ValueError("training and validation sets must both be non-empty")
+    if int(max(yt.max(), yv.max())) >= n_classes:
+        raise ValueError(f"labels exceed n_classes - 1 = {n_classes - 1}")
+    foreground = list(range(1, n_classes))
+    names = [SAX_LABELS.get(c, str(c)) for c in foreground]
+    history: list[dict] = []
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    shuffle = torch.Generator().manual_seed(seed)
+    best, best_state = -math.inf, None
+    for epoch in range(1, epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        running = 0.0
+        for idx in torch.randperm(len(xt), generator=shuffle).split(batch_size):
+            xb, yb = xt[idx], yt[idx]
+            if transform is not None:
+                xb, yb = transform(xb, yb)
+            opt.zero_grad(set_to_none=True)
+            loss = seg_loss(model(xb.to(device)), yb.to(device))
+            loss.backward()
+            opt.step()
+            running += loss.item() * len(idx)
+        val_loss, dice = _evaluate(model, xv, yv, batch_size, device)
+        mean_dice = float(np.mean([dice[c] for c in foreground]))
+        row = {"epoch": epoch, "train_loss": running / len(xt), "val_loss": val_loss,
+               **{f"val_dice_{n}": dice[c] for n, c in zip(names, foreground)},
+               "val_dice_mean": mean_dice, "seconds": time.perf_counter() - t0}
+        history.append(row)
+        emit(f"epoch {epoch}/{epochs} train_loss {row['train_loss']:.4f} val_loss {val_loss:.4f} "
+             + " ".join(f"{n} {dice[c]:.3f}" for n, c in zip(names, foreground))
+             + f" ({row['seconds']:.1f} s)")
+        if mean_dice > best:
+            best = mean_dice
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(best_state)
+    model.eval()
+    return history
 
 
 def save_checkpoint(model: UNet, config: UNetConfig, path) -> None:

@@ -19,8 +19,6 @@ as buffers so that they travel with the checkpoint.
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -28,12 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..labels import SAX_LABELS
 from .config import PlainConfig
 from .checkpoints import load_model, save_weights
 from .stylegan2 import StyleGAN2Config, center_crop, upsample2
-from .train_seg import _deterministic, _evaluate, _logger
-from .unet import seg_loss
+from .train_seg import _deterministic, _logger, fit_best_epoch
 
 CHECKPOINT_FORMAT = "cinerecon.wplus_segnet/1"
 
@@ -167,44 +163,12 @@ def train_wplus_segnet(train_codes, train_labels, val_codes, val_labels, config:
     emit = _logger(log)
     xt, yt = _as_tensors(train_codes, train_labels, config)
     xv, yv = _as_tensors(val_codes, val_labels, config)
-    if len(xt) == 0 or len(xv) == 0:
-        raise ValueError("training and validation sets must both be non-empty")
-    if int(max(yt.max(), yv.max())) >= config.n_classes:
-        raise ValueError(f"labels exceed n_classes - 1 = {config.n_classes - 1}")
-    foreground = list(range(1, config.n_classes))
-    names = [SAX_LABELS.get(c, str(c)) for c in foreground]
-    history: list[dict] = []
     with _deterministic(seed, device):
         model = WPlusSegNet(config)
         model.set_code_statistics(xt)
         model.to(device)
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
-        shuffle = torch.Generator().manual_seed(seed)
-        best, best_state = -math.inf, None
-        for epoch in range(1, epochs + 1):
-            t0 = time.perf_counter()
-            model.train()
-            running = 0.0
-            for idx in torch.randperm(len(xt), generator=shuffle).split(batch_size):
-                opt.zero_grad(set_to_none=True)
-                loss = seg_loss(model(xt[idx].to(device)), yt[idx].to(device))
-                loss.backward()
-                opt.step()
-                running += loss.item() * len(idx)
-            val_loss, dice = _evaluate(model, xv, yv, batch_size, device)
-            mean_dice = float(np.mean([dice[c] for c in foreground]))
-            row = {"epoch": epoch, "train_loss": running / len(xt), "val_loss": val_loss,
-                   **{f"val_dice_{n}": dice[c] for n, c in zip(names, foreground)},
-                   "val_dice_mean": mean_dice, "seconds": time.perf_counter() - t0}
-            history.append(row)
-            emit(f"epoch {epoch}/{epochs} train_loss {row['train_loss']:.4f} val_loss {val_loss:.4f} "
-                 + " ".join(f"{n} {dice[c]:.3f}" for n, c in zip(names, foreground))
-                 + f" ({row['seconds']:.1f} s)")
-            if mean_dice > best:
-                best = mean_dice
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        model.load_state_dict(best_state)
-    model.eval()
+        history = fit_best_epoch(model, (xt, yt), (xv, yv), config.n_classes, epochs, batch_size, lr, seed,
+                                 device, emit)
     return model, history
 
 
