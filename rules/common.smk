@@ -174,7 +174,8 @@ MOTION_OUTPUTS = (
 # ---- DMCVR: morphology-guided diffusion autoencoder (and the DiffAE ablation) ------------
 DMCVR = {"enabled": False, "preset": "tiny", "methods": ["dmcvr", "diffae"], "frame_stride": 1,
          "steps": 20000, "batch_size": 16, "lr": 1e-4, "seed": 0, "ddim_steps": 50, "refine": 0,
-         "inference_batch_size": 64, "model": {}, **config.get("dmcvr", {})}
+         "inference_batch_size": 64, "subjects_per_pass": 8, "model": {},
+         **config.get("dmcvr", {})}
 DMCVR_ON = bool(DMCVR["enabled"]) and SEG_ON and bool(SEG_TRAIN)
 DIFFUSION_METHODS = list(DMCVR["methods"]) if DMCVR_ON else []
 DIFFUSION_PATTERN = "|".join(DIFFUSION_METHODS) or "NONE"

@@ -86,12 +86,18 @@ def test_shard_decodes_subjects_together_as_it_would_alone(tmp_path):
     alone = DiffusionShard({"B": subjects["B"]}, model, seg, SETTINGS, target_spacing_mm=2.0, device="cpu")
     for kind in ("volume", "heldout"):
         for i in range(2):
-            np.testing.assert_allclose(together.results["B"]["ES", kind][i], alone.results["B"]["ES", kind][i],
+            np.testing.assert_allclose(together.result("B", "ES", kind)[i], alone.result("B", "ES", kind)[i],
                                        atol=1e-5)
-    assert together.k == {"A": 4, "B": 4}
-    images, labels = together.results["B"]["ED", "volume"]
+    assert together.k == {"A": 4, "B": 4} and together.passes[0]["subjects"] == 2  # one pass for both
+    images, labels = together.result("B", "ED", "volume")
     assert images.shape == ((5 - 1) * 4 + 1 + 2 * 2, 32, 32) and labels.dtype == np.uint8
-    assert together.results["B"]["ED", "heldout"][0].shape == (3, 32, 32)
+    assert together.result("B", "ED", "heldout")[0].shape == (3, 32, 32)
+    # a pass per subject gives the same slices
+    single = DiffusionShard(subjects, model, seg, {**SETTINGS, "subjects_per_pass": 1}, 2.0, "cpu")
+    np.testing.assert_allclose(single.result("B", "ED", "volume")[0], images, atol=1e-5)
+    assert len(single.passes) == 1 and "A" not in single.results  # A's pass is not needed yet
+    single.result("A", "ED", "volume")
+    assert [p["subjects"] for p in single.passes] == [1, 1]
 
     out = {p: tmp_path / f"{p}.nii.gz" for p in ("ED", "ES", "image_ED", "image_ES")}
     out["record"] = tmp_path / "recon.json"

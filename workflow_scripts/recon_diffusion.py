@@ -10,7 +10,7 @@ device = default_device()
 seg = load_checkpoint(inp.seg, device)
 model = load_diffae(inp.model, device, seg_model=seg if method == "dmcvr" else None)
 labelled = set(p.shard["labelled"])
-with logged(snakemake.log[0], f"encode_decode[{method}]"):  # the shard's batched GPU work
+with logged(snakemake.log[0], f"load_slices[{method}]"):  # encoding and decoding run in passes, below
     batch = BatchedDiffusion(Layout.of_manifest(out.recon), [Subject(s, s in labelled) for s in p.shard["subjects"]],
                              model, seg, p.settings, p.target_spacing_mm, device, method)
 shard_stage(snakemake.log[0], f"recon_diffusion[{method}]", p.shard, out.recon, [inp.upstream],

@@ -165,53 +165,79 @@ class DiffusionShard:
     """Encode, interpolate, decode and segment the ED/ES stacks of many subjects together.
 
     subjects: {id: deeprecon_files.subject_slices(...)} (images (F*Z, 1, X, Y) frame-major,
-    frames, n_slices, affine). After construction, `results[id]` holds per phase the fine
-    image and label volumes and the held-out slices; `codes[id]` the acquired slices' codes.
+    frames, n_slices, affine). Work is done in passes of ``settings["subjects_per_pass"]``
+    subjects (all their slices in shared batches of ``inference_batch_size``), when a
+    subject's results are first asked for; a subject's volumes are dropped once written,
+    so host memory stays bounded however large the shard.
     """
 
     def __init__(self, subjects: dict, model: DiffAE, seg_model, settings: dict, target_spacing_mm: float,
                  device):
-        self.codes, self.results, self.k, self.seconds = {}, {}, {}, {}
-        ids = list(subjects)
-        if not ids:
-            return
+        self.subjects, self.model, self.seg_model, self.device = subjects, model, seg_model, device
+        self.settings, self.target_spacing_mm = settings, target_spacing_mm
+        self.pending = list(subjects)
+        self.codes, self.results, self.k, self.passes, self.pass_of, self.failed = {}, {}, {}, [], {}, {}
+
+    def result(self, subject: str, phase: str, kind: str) -> tuple[np.ndarray, np.ndarray]:
+        """(images (N, X, Y) in [-1, 1], labels (N, X, Y) uint8) of a subject's fine-grid
+        `volume` or its `heldout` slices at `phase`."""
+        if subject in self.failed:
+            raise self.failed[subject]
+        if subject not in self.results:
+            self._run_pass(subject)
+        return self.results[subject][phase, kind]
+
+    def _run_pass(self, subject: str) -> None:
+        per_pass = max(1, int(self.settings.get("subjects_per_pass", 8)))
+        ids = [subject] + [s for s in self.pending if s != subject][: per_pass - 1]
+        self.pending = [s for s in self.pending if s not in ids]
+        try:
+            self._decode(ids)
+        except Exception as exc:  # the whole pass failed: each of its subjects reports it
+            self.failed.update({s: exc for s in ids})
+            raise
+
+    def _decode(self, ids: list) -> None:
         started = time.perf_counter()
-        steps, batch = settings["ddim_steps"], settings["inference_batch_size"]
-        images = np.concatenate([subjects[s]["images"] for s in ids])
-        codes = encode_slices(model, images, steps, batch, device, settings.get("refine", 0))
-        parts, spans, start = [], {}, 0
+        steps, batch = self.settings["ddim_steps"], self.settings["inference_batch_size"]
+        images = np.concatenate([self.subjects[s]["images"] for s in ids])
+        codes = encode_slices(self.model, images, steps, batch, self.device, self.settings.get("refine", 0))
+        parts, spans, first = [], {}, 0
         for s in ids:
-            meta = subjects[s]
+            meta = self.subjects[s]
             z, n = meta["n_slices"], len(meta["images"])
-            self.codes[s] = select(codes, slice(start, start + n))
-            start += n
-            self.k[s] = z_upsampling_factor(float(np.linalg.norm(meta["affine"][:3, 2])), target_spacing_mm)
+            self.codes[s] = select(codes, slice(first, first + n))
+            first += n
+            self.k[s] = z_upsampling_factor(float(np.linalg.norm(meta["affine"][:3, 2])), self.target_spacing_mm)
             for i, phase in enumerate(PHASES):
                 stack = select(self.codes[s], slice(i * z, (i + 1) * z))
                 for kind, part in (("volume", fine_codes(stack, self.k[s])), ("heldout", heldout_codes(stack))):
                     spans[s, phase, kind] = (sum(len(p["z_sem"]) for p in parts), len(part["z_sem"]))
                     parts.append(part)
-        decoded = decode_codes(model, concatenate(parts), steps, batch, device)
-        labels = predict_slices(seg_model, decoded, batch_size=batch, device=device)
-        for (s, phase, kind), (first, n) in spans.items():
-            self.results.setdefault(s, {})[phase, kind] = (decoded[first:first + n, 0], labels[first:first + n])
-        self.seconds = {"total": time.perf_counter() - started, "slices_decoded": int(len(decoded)),
-                        "slices_encoded": int(len(images))}
-        log.info("encoded %d and decoded %d slices (%d DDIM steps) in %.1f s", len(images), len(decoded),
-                 steps, self.seconds["total"])
+        decoded = decode_codes(self.model, concatenate(parts), steps, batch, self.device)
+        labels = predict_slices(self.seg_model, decoded, batch_size=batch, device=self.device)
+        for (s, phase, kind), (at, n) in spans.items():
+            self.results.setdefault(s, {})[phase, kind] = (decoded[at:at + n, 0], labels[at:at + n])
+        seconds = time.perf_counter() - started
+        self.pass_of.update({s: len(self.passes) for s in ids})
+        self.passes.append({"subjects": len(ids), "slices_encoded": int(len(images)),
+                            "slices_decoded": int(len(decoded)), "seconds": seconds})
+        log.info("encoded %d and decoded %d slices of %d subjects (%d DDIM steps) in %.1f s", len(images),
+                 len(decoded), len(ids), steps, seconds)
 
     def write(self, subject: str, meta: dict, method: str, outputs: dict, latent_path) -> dict:
         """The subject's codes, ED/ES image and label volumes (fine grid) and recon.json."""
+        volumes = {phase: self.result(subject, phase, "volume") for phase in PHASES}
         k = self.k[subject]
         save_codes(latent_path, self.codes[subject], meta["frames"], meta["n_slices"])
         volume_affine = fine_affine(meta["affine"], k)
-        for phase in PHASES:
-            images, labels = self.results[subject][phase, "volume"]
+        for phase, (images, labels) in volumes.items():
             save_nifti(outputs[f"image_{phase}"], np.moveaxis(images, 0, -1).astype(np.float32), volume_affine)
             save_nifti(outputs[phase], np.moveaxis(labels, 0, -1), volume_affine, dtype=np.uint8)
+            del self.results[subject][phase, "volume"]  # written: free the memory
         record = {"subject": subject, "method": method, "k": k, "pad_slices": pad_slices(k),
                   "n_slices": meta["n_slices"], "n_frames": meta["n_frames"],
-                  "frames": dict(zip(PHASES, meta["frames"])), "shard_seconds": self.seconds}
+                  "frames": dict(zip(PHASES, meta["frames"])), "pass": self.passes[self.pass_of[subject]]}
         write_json(outputs["record"], record)
         return record
 
@@ -220,7 +246,7 @@ class DiffusionShard:
         z = meta["n_slices"]
         frames = []
         for i, phase in enumerate(PHASES):
-            images, labels = self.results[subject][phase, "heldout"]
+            images, labels = self.result(subject, phase, "heldout")
             real = meta["images"][i * z:(i + 1) * z, 0]
             frames.append(heldout_rows(subject, method, phase, images, labels, real, meta["labels"][i * z:(i + 1) * z]))
         return pd.concat(frames, ignore_index=True)
