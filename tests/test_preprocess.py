@@ -125,3 +125,18 @@ def test_ingest_labels_rejects_bad_values(synth_subject, tmp_path):
     save_nifti(src / "label_sa.nii.gz", labels, affine)
     with pytest.raises(InputError, match=r"unexpected label values \[7\]"):
         ingest_labels(src, "S7", {v: tmp_path / f"label_{v}.nii.gz" for v in VIEWS})
+
+
+def test_nifti_geometry_reads_the_header_only(tmp_path):
+    from cinerecon.io.nifti import nifti_geometry
+
+    affine = np.diag([1.8, 1.8, 10.0, 1.0])
+    affine[:3, 3] = [1.0, 2.0, 3.0]
+    save_nifti(tmp_path / "sa.nii.gz", np.zeros((8, 6, 3, 5), np.int16), affine)
+    shape, read = nifti_geometry(tmp_path / "sa.nii.gz", "S1")
+    assert shape == (8, 6, 3, 5) and np.allclose(read, affine)
+    with pytest.raises(InputError, match="S1.*file is missing"):
+        nifti_geometry(tmp_path / "none.nii.gz", "S1")
+    (tmp_path / "bad.nii.gz").write_bytes(b"not a nifti")
+    with pytest.raises(InputError, match="cannot read NIfTI"):
+        nifti_geometry(tmp_path / "bad.nii.gz", "S1")

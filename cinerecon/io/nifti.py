@@ -47,6 +47,18 @@ def load_nifti(path, subject: str = "?"):
     return data, img.affine.copy(), img.header
 
 
+def nifti_geometry(path, subject: str = "?") -> tuple[tuple, np.ndarray]:
+    """(shape, affine) from the header alone: no voxel is read."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(subject, path, "file is missing")
+    try:
+        img = nib.load(path)
+    except Exception as exc:
+        raise InputError(subject, path, f"cannot read NIfTI ({exc.__class__.__name__}: {exc})") from exc
+    return tuple(img.shape), img.affine.copy()
+
+
 def frame_interval(header) -> float | None:
     """Seconds between cine frames from the header (None if not recorded)."""
     zooms = header.get_zooms()

@@ -15,7 +15,7 @@ import torch
 from cinerecon.baselines.files import ed_es_frames
 from cinerecon.baselines.grid import acquired_index, fine_affine, pad_slices, z_upsampling_factor
 from cinerecon.io.files import atomic_path, write_json, write_tsv
-from cinerecon.io.nifti import InputError, load_nifti, save_nifti
+from cinerecon.io.nifti import InputError, load_nifti, nifti_geometry, save_nifti
 from cinerecon.latent.deeprecon import InversionSettings, generate, invert_slices
 from cinerecon.latent.interpolate import fine_latents
 from cinerecon.metrics.image import psnr, ssim
@@ -181,10 +181,10 @@ def reconstruct_latent_subject(subject: str, latent_path, reference_image, G, se
     outputs: {"ED", "ES", "image_ED", "image_ES"}.
     """
     lat = load_latents(latent_path)
-    reference, affine, _ = load_nifti(reference_image, subject)
+    shape, affine = nifti_geometry(reference_image, subject)
     k = z_upsampling_factor(float(np.linalg.norm(affine[:3, 2])), target_spacing_mm)
     record = {"subject": subject, "method": method, "k": k, "pad_slices": pad_slices(k),
-              "n_slices": int(lat["wplus"].shape[1]), "n_frames": int(reference.shape[3]),
+              "n_slices": int(lat["wplus"].shape[1]), "n_frames": int(shape[3]),
               "frames": dict(zip(PHASES, lat["frames"])), "seconds": {}}
     for i, phase in enumerate(PHASES):
         start = time.perf_counter()

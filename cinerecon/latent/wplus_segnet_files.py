@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from cinerecon.io.files import write_tsv
-from cinerecon.io.nifti import InputError, load_nifti
+from cinerecon.io.nifti import InputError, load_nifti, nifti_geometry
 from cinerecon.latent.deeprecon_files import _square, load_latents
 from cinerecon.metrics.per_label import structure_rows
 from cinerecon.models.data import frames_to_slices
@@ -63,7 +63,7 @@ def wplus_segnet_rows(subject: str, latent_path, label_path, image_path, model: 
     per structure, 3D over the stack (spacing from the image's affine); the columns of
     :func:`cinerecon.latent.deeprecon_files.acquired_slice_rows`' metric frame."""
     lat, labels, _ = _subject_pairs(subject, latent_path, label_path)
-    _, affine, _ = load_nifti(image_path, subject)
+    _, affine = nifti_geometry(image_path, subject)
     spacing = tuple(np.linalg.norm(affine[:3, :3], axis=0))
     n_frames, n_slices = lat["wplus"].shape[:2]
     pred = predict_wplus(model, lat["wplus"].reshape(-1, *lat["wplus"].shape[2:]), device=device)
