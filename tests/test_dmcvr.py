@@ -9,6 +9,8 @@ from cinerecon.io.nifti import load_nifti, save_nifti
 from cinerecon.latent.deeprecon_files import subject_slices
 from cinerecon.latent.dmcvr import (
     DiffusionShard,
+    decode_codes,
+    encode_slices,
     diffusion_config,
     fine_codes,
     heldout_codes,
@@ -99,6 +101,7 @@ def test_shard_decodes_subjects_together_as_it_would_alone(tmp_path):
     single.result("A", "ED", "volume")
     assert [p["subjects"] for p in single.passes] == [1, 1]
 
+    codes_b = select(together.codes["B"], slice(0, 10))["z_sem"]
     out = {p: tmp_path / f"{p}.nii.gz" for p in ("ED", "ES", "image_ED", "image_ES")}
     out["record"] = tmp_path / "recon.json"
     record = together.write("B", subjects["B"], "dmcvr", out, tmp_path / "codes.npz")
@@ -111,6 +114,29 @@ def test_shard_decodes_subjects_together_as_it_would_alone(tmp_path):
     assert volume.shape == (32, 32, 21) and record["frames"] == {"ED": 0, "ES": 1}
     saved = load_codes(tmp_path / "codes.npz")
     assert saved["x_T"].shape == (2, 5, 1, 32, 32) and saved["frames"] == [0, 1]
-    assert torch.equal(saved["z_sem"].reshape(10, -1), select(together.codes["B"], slice(0, 10))["z_sem"])
+    assert torch.equal(saved["z_sem"].reshape(10, -1), codes_b)
+    assert "B" not in together.codes and ("ED", "volume") not in together.results["B"]  # written: freed
     rows = together.heldout("B", subjects["B"], "dmcvr")
     assert len(rows) == 2 * 3 and set(rows["slice"]) == {1, 2, 3}
+
+
+def test_a_bad_subject_fails_alone_in_its_pass(tmp_path):
+    torch.manual_seed(0)
+    seg = UNet(UNetConfig.tiny(depth=2)).eval()
+    model = DiffAE(diffusion_config(SETTINGS, 32, seg), seg_model=seg).eval()
+    good = write_subject(tmp_path / "A", 0)
+    bad = {k: v for k, v in write_subject(tmp_path / "X", 1).items() if k != "affine"}  # breaks its pass
+    shard = DiffusionShard({"A": good, "X": bad}, model, seg, SETTINGS, 2.0, "cpu")
+    assert shard.result("A", "ED", "volume")[0].shape[0] == (4 - 1) * 4 + 1 + 2 * 2
+    with pytest.raises(KeyError):
+        shard.result("X", "ED", "volume")
+
+
+def test_config_pads_odd_crops_to_the_denoiser_multiple():
+    seg = UNet(UNetConfig.tiny(depth=3))  # multiple 8: a 30 px slice is seen as 32 px, z_mor 4 x 4
+    config = diffusion_config(SETTINGS, 30, seg)
+    assert config.image_size == 32 and (config.mor_channels, config.mor_downsample) == (64, 8)
+    model = DiffAE(config, seg_model=seg).eval()
+    images = np.random.default_rng(0).uniform(-1, 1, (2, 1, 30, 30)).astype(np.float32)
+    codes = encode_slices(model, images, 2, 2, "cpu")
+    assert codes["x_T"].shape[-1] == 32 and decode_codes(model, codes, 2, 2, "cpu").shape == (2, 1, 30, 30)

@@ -33,9 +33,13 @@ def test_rows_of_a_perfect_rebuild():
     rows = heldout_rows("S", "m", "ED", real[1:4], labels[1:4], real, labels)
     assert list(rows["slice"]) == [1, 2, 3]
     assert np.isinf(rows["psnr"]).all() and np.allclose(rows["ssim"], 1)
-    assert (rows["dice_LVC"] == 1).all() and (rows["dice_RVC"] == 1).all()  # RVC absent on both sides
+    assert (rows["dice_LVC"] == 1).all()
+    assert rows["dice_RVC"].isna().all()  # absent from both sides: no evidence, not a perfect score
     summary = heldout_summary(pd.concat([rows, rows.assign(method="a")]), method_order=["m", "a"])
     assert list(summary["method"]) == ["m", "a"] and list(summary["slices"]) == [3, 3]
+    assert summary["dice_LVC_mean"].eq(1).all() and summary["dice_RVC_mean"].isna().all()
+    empty = heldout_rows("S", "m", "ED", real[:0], labels[:0], real[:2], labels[:2])  # 2 slices: none held out
+    assert empty.empty and "dice_LVC" in empty.columns
 
 
 def test_linear_baseline_rebuilds_a_z_linear_stack_exactly(tmp_path):

@@ -33,22 +33,32 @@ DIFFUSION_METHODS = ("dmcvr", "diffae")
 COMBINE = {"z_sem": lerp, "z_mor": lerp, "x_T": slerp}
 
 
+def _round_up(size: int, multiple: int) -> int:
+    return -(-size // multiple) * multiple
+
+
 def morphology_shape(seg_model, image_size: int) -> tuple[int, int]:
-    """(channels, downsampling factor) of the segmentation network's bottleneck, z_mor."""
+    """(channels, downsampling factor) of the segmentation network's bottleneck, z_mor, for
+    slices of `image_size` (padded to the network's multiple, as morphology_latent does)."""
     device = next(seg_model.parameters()).device
     z = morphology_latent(seg_model, torch.zeros(1, 1, image_size, image_size, device=device))
-    return int(z.shape[1]), max(1, image_size // int(z.shape[-1]))
+    seen = _round_up(image_size, getattr(getattr(seg_model, "config", None), "multiple", 1))
+    return int(z.shape[1]), max(1, seen // int(z.shape[-1]))
 
 
-def diffusion_config(settings: dict, image_size: int, seg_model=None) -> DiffusionConfig:
-    """The preset (tiny | paper) at the crop size, with settings["model"] overrides; z_mor
-    sized from the segmentation network, or none (DiffAE) without one."""
-    overrides = {"image_size": image_size, **settings.get("model", {})}
+def diffusion_config(settings: dict, crop_size: int, seg_model=None) -> DiffusionConfig:
+    """The preset (tiny | paper) with settings["model"] overrides, at the crop size rounded up
+    to the denoiser's multiple (slices are padded to it); z_mor sized from the segmentation
+    network, or none (DiffAE) without one."""
+    overrides = {k: v for k, v in settings.get("model", {}).items() if k != "image_size"}
+    preset = getattr(DiffusionConfig, settings["preset"])
+    image_size = _round_up(crop_size, preset(**overrides).multiple)
+    overrides["image_size"] = image_size
     if seg_model is None:
         overrides["mor_channels"] = 0
     else:
         overrides["mor_channels"], overrides["mor_downsample"] = morphology_shape(seg_model, image_size)
-    return getattr(DiffusionConfig, settings["preset"])(**overrides)
+    return preset(**overrides)
 
 
 def padded(images: np.ndarray, multiple: int) -> tuple[torch.Tensor, tuple[slice, slice]]:
@@ -65,7 +75,6 @@ def train_diffusion_files(images: np.ndarray, settings: dict, outputs: dict, dev
         raise ValueError(f"DMCVR needs square SAX crops (crop.sax_size), got {images.shape[-2:]}")
     config = diffusion_config(settings, size, seg_model)
     x, _ = padded(images, config.multiple)
-    config = DiffusionConfig.from_dict({**config.to_dict(), "image_size": x.shape[-1]})
     log.info("%s %s at %d px on %d slices", "DMCVR" if seg_model is not None else "DiffAE",
              settings["preset"], x.shape[-1], len(x))
     model, history = train_diffae(x, config, steps=settings["steps"], batch_size=settings["batch_size"],
@@ -193,31 +202,42 @@ class DiffusionShard:
         self.pending = [s for s in self.pending if s not in ids]
         try:
             self._decode(ids)
-        except Exception as exc:  # the whole pass failed: each of its subjects reports it
-            self.failed.update({s: exc for s in ids})
-            raise
+        except Exception as exc:
+            if len(ids) == 1:
+                self.failed[subject] = exc
+                raise
+            log.warning("a pass of %d subjects failed (%s); decoding them one by one", len(ids), exc)
+            for s in ids:  # so that one bad subject fails alone
+                try:
+                    self._decode([s])
+                except Exception as one:
+                    self.failed[s] = one
+            if subject in self.failed:
+                raise self.failed[subject]
 
     def _decode(self, ids: list) -> None:
         started = time.perf_counter()
         steps, batch = self.settings["ddim_steps"], self.settings["inference_batch_size"]
         images = np.concatenate([self.subjects[s]["images"] for s in ids])
         codes = encode_slices(self.model, images, steps, batch, self.device, self.settings.get("refine", 0))
-        parts, spans, first = [], {}, 0
+        parts, spans, first, offset = [], {}, 0, 0
         for s in ids:
             meta = self.subjects[s]
             z, n = meta["n_slices"], len(meta["images"])
-            self.codes[s] = select(codes, slice(first, first + n))
+            self.codes[s] = {k: v.clone() if torch.is_tensor(v) else v
+                             for k, v in select(codes, slice(first, first + n)).items()}
             first += n
             self.k[s] = z_upsampling_factor(float(np.linalg.norm(meta["affine"][:3, 2])), self.target_spacing_mm)
             for i, phase in enumerate(PHASES):
                 stack = select(self.codes[s], slice(i * z, (i + 1) * z))
                 for kind, part in (("volume", fine_codes(stack, self.k[s])), ("heldout", heldout_codes(stack))):
-                    spans[s, phase, kind] = (sum(len(p["z_sem"]) for p in parts), len(part["z_sem"]))
+                    spans[s, phase, kind] = (offset, len(part["z_sem"]))
+                    offset += len(part["z_sem"])
                     parts.append(part)
         decoded = decode_codes(self.model, concatenate(parts), steps, batch, self.device)
         labels = predict_slices(self.seg_model, decoded, batch_size=batch, device=self.device)
-        for (s, phase, kind), (at, n) in spans.items():
-            self.results.setdefault(s, {})[phase, kind] = (decoded[at:at + n, 0], labels[at:at + n])
+        for (s, phase, kind), (at, n) in spans.items():  # copies: the pass's arrays can go
+            self.results.setdefault(s, {})[phase, kind] = (decoded[at:at + n, 0].copy(), labels[at:at + n].copy())
         seconds = time.perf_counter() - started
         self.pass_of.update({s: len(self.passes) for s in ids})
         self.passes.append({"subjects": len(ids), "slices_encoded": int(len(images)),
@@ -229,7 +249,7 @@ class DiffusionShard:
         """The subject's codes, ED/ES image and label volumes (fine grid) and recon.json."""
         volumes = {phase: self.result(subject, phase, "volume") for phase in PHASES}
         k = self.k[subject]
-        save_codes(latent_path, self.codes[subject], meta["frames"], meta["n_slices"])
+        save_codes(latent_path, self.codes.pop(subject), meta["frames"], meta["n_slices"])
         volume_affine = fine_affine(meta["affine"], k)
         for phase, (images, labels) in volumes.items():
             save_nifti(outputs[f"image_{phase}"], np.moveaxis(images, 0, -1).astype(np.float32), volume_affine)
@@ -247,6 +267,7 @@ class DiffusionShard:
         frames = []
         for i, phase in enumerate(PHASES):
             images, labels = self.result(subject, phase, "heldout")
+            del self.results[subject][phase, "heldout"]
             real = meta["images"][i * z:(i + 1) * z, 0]
             frames.append(heldout_rows(subject, method, phase, images, labels, real, meta["labels"][i * z:(i + 1) * z]))
         return pd.concat(frames, ignore_index=True)

@@ -38,7 +38,7 @@ def resample_slices(codes, n_slices: int) -> torch.Tensor:
     positions = np.linspace(0.0, n_in - 1, n_slices)  # numpy: the last position is exactly n_in - 1
     lower = np.minimum(np.floor(positions).astype(int), n_in - 1)
     upper = np.minimum(lower + 1, n_in - 1)
-    # t = 0 at integer positions gives a + (b - a) * 0 = a exactly (no t = 1 ever reaches lerp)
+    # t = 0 at integer positions gives (1 - 0) a + 0 b = a exactly
     t = torch.as_tensor(positions - lower, dtype=codes.dtype)
     a, b = codes[:, lower].movedim(1, 0), codes[:, upper].movedim(1, 0)   # (n_slices, F, ...)
     return lerp(a, b, t).movedim(0, 1)

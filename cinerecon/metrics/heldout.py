@@ -19,6 +19,7 @@ from cinerecon.metrics.image import psnr, ssim
 from cinerecon.metrics.overlap import dice
 
 HELDOUT_T = 0.5
+HELDOUT_COLUMNS = ["subject", "method", "phase", "slice", "psnr", "ssim"] + [f"dice_{n}" for n in SAX_LABELS.values()]
 
 
 def interior_slices(n_slices: int) -> list[int]:
@@ -32,16 +33,15 @@ def neighbour_midpoints(stack, combine) -> "np.ndarray":
     ``stack`` is (Z, ...) per-slice codes or images; ``combine(a, b, t)`` takes batches a, b
     and a (N,) tensor/array of fractions (lerp, slerp, ...).
     """
-    import torch
-
     z = interior_slices(len(stack))
     if not z:
         return stack[:0]
     below, above = stack[[j - 1 for j in z]], stack[[j + 1 for j in z]]
-    t = torch.full((len(z),), HELDOUT_T, dtype=torch.float64) if isinstance(stack, torch.Tensor) \
-        else np.full(len(z), HELDOUT_T)
-    if isinstance(stack, torch.Tensor):
-        t = t.to(stack.dtype)
+    t = np.full(len(z), HELDOUT_T)
+    if not isinstance(stack, np.ndarray):  # a torch tensor
+        import torch
+
+        t = torch.as_tensor(t, dtype=stack.dtype, device=stack.device)
     return combine(below, above, t)
 
 
@@ -60,13 +60,16 @@ def heldout_rows(subject: str, method: str, phase: str, images, labels, real_ima
                "psnr": psnr(images[i], real_images[j], data_range=2.0),
                "ssim": ssim(images[i], real_images[j], data_range=2.0)}
         for value, name in SAX_LABELS.items():
-            row[f"dice_{name}"] = dice(labels[i] == value, real_labels[j] == value)
+            pred, ref = labels[i] == value, real_labels[j] == value
+            # a structure absent from both (RV at the apex, ...) is no evidence either way
+            row[f"dice_{name}"] = dice(pred, ref) if pred.any() or ref.any() else np.nan
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=HELDOUT_COLUMNS)
 
 
 def heldout_summary(rows: pd.DataFrame, method_order=None) -> pd.DataFrame:
-    """Per method: slices evaluated, mean and std of PSNR, SSIM and Dice per structure."""
+    """Per method: slices evaluated, mean and std of PSNR, SSIM and Dice per structure (Dice
+    over the slices where the structure is present in the prediction or the labels)."""
     metrics = ["psnr", "ssim"] + [f"dice_{n}" for n in SAX_LABELS.values()]
     summary = rows.groupby("method")[metrics].agg(["mean", "std"])
     summary.columns = [f"{m}_{stat}" for m, stat in summary.columns]

@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from cinerecon.labels import SAX_LABELS
-from cinerecon.metrics.heldout import heldout_summary
-from cinerecon.metrics.per_label import METRIC_NAMES
 from cinerecon.phenotypes import PHENOTYPE_COLUMNS
 from cinerecon.tables.cohort import (
     lax_dice_numeric,
@@ -39,6 +37,8 @@ def write_report(lax_paths, truth_paths, phenotype_paths, tables_dir, figures_di
     """Write every cohort table (parquet, csv, md) and figure (png)."""
     # imported here: the Snakefile imports this module for report_names, and matplotlib
     # would add ~0.7 s to every DAG build
+    from cinerecon.metrics.heldout import heldout_summary
+    from cinerecon.metrics.per_label import METRIC_NAMES
     from cinerecon.plots import bland_altman, dice_boxplot
 
     tables_dir, figures_dir = Path(tables_dir), Path(figures_dir)
