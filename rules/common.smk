@@ -206,12 +206,14 @@ def evaluation_manifests():
 
 
 def shard_evaluations(shard):
-    """The evaluation manifests of one shard's reconstructions (every method) and references.
+    """The evaluation manifests of one shard's reconstructions (every method), references and
+    the linear held-out slices (so SLURM's `evaluate` group takes them in too).
 
     (DirectSeg is left out: it waits for the segmentation network, and on SLURM it runs in
     the GPU job's group; the cohort status table covers it.)
     """
-    return [manifest(stage, shard) for stage in [f"eval-{m}" for m in RECON_METHODS] + ["reference"]]
+    stages = [f"eval-{m}" for m in RECON_METHODS] + ["reference"] + (["heldout-linear"] if HELDOUT_METHODS else [])
+    return [manifest(stage, shard) for stage in stages]
 
 
 def final_outputs():
