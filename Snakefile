@@ -24,6 +24,7 @@ include: "rules/motion.smk"
 include: "rules/dmcvr.smk"
 include: "rules/evaluate.smk"
 include: "rules/tables.smk"
+include: "rules/cohort.smk"
 
 
 rule all:

@@ -7,6 +7,7 @@ import json
 import pandas as pd
 
 from cinerecon.io.nifti import load_nifti
+from cinerecon.labels import SAX_LABELS
 from cinerecon.metrics.lax import lax_dice_rows, lax_intersection
 from cinerecon.metrics.truth import truth_rows
 from cinerecon.phenotypes import PHENOTYPE_COLUMNS, phenotypes, phenotypes_from_cine
@@ -23,19 +24,34 @@ def _load_recon(subject, recon_paths: dict):
     return {phase: load_nifti(recon_paths[phase], subject)[:2] for phase in PHASES}
 
 
-def lax_rows(subject: str, method: str, recon_paths: dict, record_path, lax_label_paths: dict) -> pd.DataFrame:
-    """Dice of the reconstruction's intersections with every LAX view at ED and ES."""
+LAX_ROW_COLUMNS = ["subject", "method", "phase", "view", "structure", "dice", "coverage", "n_ref_pixels"]
+
+
+def lax_rows(subject: str, method: str, recon_paths: dict, record_path, lax_label_paths: dict,
+             structures: dict | None = None) -> pd.DataFrame:
+    """Dice of the reconstruction's intersections with every LAX view at ED and ES.
+
+    structures: {view: {value: name}} the manual labels of each view carry (by default
+    everything); only SAX structures among them are scored, and a view or a phase without
+    any (UK Biobank's atria-only labels; a frame left unlabelled) gives no rows.
+    """
     record = json.loads(open(record_path).read())
-    recon = _load_recon(subject, recon_paths)
     rows = []
+    recon = None
     for view, path in lax_label_paths.items():
+        carried = None if structures is None else set(structures[view])
+        if carried is not None and not carried & set(SAX_LABELS):
+            continue
+        recon = recon or _load_recon(subject, recon_paths)
         lax, lax_affine, _ = load_nifti(path, subject)
         for phase in PHASES:
             frame = phase_frame(record["frames"][phase], record["n_frames"], lax.shape[3])
+            if not lax[:, :, 0, frame].any():
+                continue  # the manual labels skip this frame (labelled at ED/ES of the LAX cine only)
             volume, affine = recon[phase]
-            rows += lax_dice_rows(volume, affine, lax[:, :, 0, frame], lax_affine, subject=subject,
+            rows += lax_dice_rows(volume, affine, lax[:, :, 0, frame], lax_affine, carried, subject=subject,
                                   method=method, phase=phase, view=view.removeprefix("la_"))
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=LAX_ROW_COLUMNS)
 
 
 def truth_metric_rows(subject: str, method: str, recon_paths: dict, truth_paths: dict) -> pd.DataFrame:

@@ -2,7 +2,17 @@
 
 SAX labels: 0 background, 1 LV blood pool, 2 LV myocardium, 3 RV blood pool.
 LAX labels add 4 left atrium and 5 right atrium. Stored as uint8.
+
+Manual LAX label *files* come in other conventions, declared per cohort (and per subject
+in the sheet) and mapped to the pipeline's values at ingest (``LAX_CONVENTIONS``):
+- ``ukbb``: the UK Biobank / ukbb_cardiac annotations, atria only: 2ch 1 = LA;
+  4ch 1 = LA, 2 = RA; no 3ch labels;
+- ``full``: the pipeline's own values on every view (LVC, LVM, RVC, LA, RA), as drawn for
+  the papers' small annotated evaluation sets;
+- ``none``: no LAX labels.
 """
+
+from __future__ import annotations
 
 BG, LVC, LVM, RVC, LA, RA = 0, 1, 2, 3, 4, 5
 
@@ -13,3 +23,35 @@ LAX_LABELS = {LVC: "LVC", LVM: "LVM", RVC: "RVC", LA: "LA", RA: "RA"}
 MYOCARDIAL_DENSITY_G_PER_ML = 1.05
 
 LAX_VIEWS = ("2ch", "3ch", "4ch")
+
+# {convention: {view: {value in the file: pipeline value}}}; 0 is background everywhere.
+LAX_CONVENTIONS = {
+    "ukbb": {"2ch": {1: LA}, "3ch": {}, "4ch": {1: LA, 2: RA}},
+    "full": {view: {value: value for value in LAX_LABELS} for view in LAX_VIEWS},
+    "none": {view: {} for view in LAX_VIEWS},
+}
+
+
+def lax_conventions(spec) -> dict[str, str]:
+    """{view: convention} from one convention name for every view, or a {view: name} mapping
+    (views left out carry no labels)."""
+    per_view = {view: spec for view in LAX_VIEWS} if isinstance(spec, str) else dict(spec or {})
+    unknown_views = set(per_view) - set(LAX_VIEWS)
+    if unknown_views:
+        raise ValueError(f"LAX label convention given for unknown view(s) {sorted(unknown_views)}; "
+                         f"views are {list(LAX_VIEWS)}")
+    unknown = {name for name in per_view.values()} - set(LAX_CONVENTIONS)
+    if unknown:
+        raise ValueError(f"unknown LAX label convention(s) {sorted(unknown)}; use {sorted(LAX_CONVENTIONS)}")
+    return {view: per_view.get(view, "none") for view in LAX_VIEWS}
+
+
+def lax_structures(convention: str, view: str) -> dict[int, str]:
+    """{pipeline value: name} of the structures a view labelled in `convention` carries."""
+    return {value: LAX_LABELS[value] for value in LAX_CONVENTIONS[convention][view].values()}
+
+
+def describe_convention(convention: str, view: str) -> str:
+    """'1 = LA, 2 = RA' (the file's values), or 'no labels'."""
+    mapping = LAX_CONVENTIONS[convention][view]
+    return ", ".join(f"{k} = {LAX_LABELS[v]}" for k, v in mapping.items()) or "no labels"

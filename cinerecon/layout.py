@@ -68,6 +68,18 @@ class Layout:
     def seg(self, subject: str) -> Path:
         return self.results / "seg" / subject / "seg_sa.nii.gz"
 
+    def seg_record(self, subject: str) -> Path:
+        """ED/ES from the predicted LV curve, volume curves, heart rate, QC flags."""
+        return self.results / "seg" / subject / "cine.json"
+
+    # ---- cohort outputs: every subject, from the predicted segmentation --------------
+    def cohort_recon(self, method: str, subject: str) -> dict:
+        folder = self.results / "cohort" / "recon" / method / subject
+        return {"ED": folder / "label_ed.nii.gz", "ES": folder / "label_es.nii.gz", "record": folder / "recon.json"}
+
+    def cohort_phenotypes(self, method: str, subject: str) -> Path:
+        return self.results / "cohort" / "phenotypes" / method / f"{subject}.parquet"
+
     def recon(self, method: str, subject: str, images: bool = False) -> dict:
         folder = self.results / "recon" / method / subject
         files = {"ED": folder / "label_ed.nii.gz", "ES": folder / "label_es.nii.gz",

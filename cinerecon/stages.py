@@ -21,6 +21,7 @@ from cinerecon.evaluate import (
 )
 from cinerecon.io.files import write_parquet
 from cinerecon.io.subject import VIEWS
+from cinerecon.labels import lax_conventions, lax_structures
 from cinerecon.layout import LAX_VIEWS, Layout
 from cinerecon.preprocess.crop import crop_label_files, crop_subject_files
 from cinerecon.preprocess.ingest import ingest_images, ingest_labels
@@ -28,9 +29,22 @@ from cinerecon.preprocess.ingest import ingest_images, ingest_labels
 
 @dataclass(frozen=True)
 class Subject:
-    """What a stage needs to know about a subject besides its ID."""
+    """What a stage needs to know about a subject besides its ID.
+
+    labelled: the subject has manual SAX labels; lax: {view: LAX label convention} of its
+    manual LAX labels (cinerecon.labels.LAX_CONVENTIONS; None = `none`, no LAX labels).
+    """
     id: str
     labelled: bool = False
+    lax: dict | None = None
+
+    @property
+    def lax_conventions(self) -> dict:
+        return lax_conventions(self.lax or "none")
+
+    def lax_structures(self, view: str) -> dict:
+        """{pipeline value: name} of the structures the manual labels of LAX `view` carry."""
+        return lax_structures(self.lax_conventions[view.removeprefix("la_")], view.removeprefix("la_"))
 
 
 def _views(files: dict, prefix: str = "") -> dict:
@@ -38,30 +52,37 @@ def _views(files: dict, prefix: str = "") -> dict:
 
 
 # ---- synthetic cohort ---------------------------------------------------------------
-SYNTH_FILES = [*VIEWS, *(f"label_{v}" for v in VIEWS)]
+
+def _label_plan(s: Subject, label_frames: str):
+    from cinerecon.synth.cohort import LabelPlan
+
+    return LabelPlan(frames=label_frames if s.labelled else None, lax=s.lax_conventions)
 
 
-def synth_outputs(layout: Layout, s: Subject, dicom: dict | None = None) -> list[Path]:
+def synth_outputs(layout: Layout, s: Subject, dicom: dict | None = None, label_frames: str = "ed_es") -> list[Path]:
     folder = layout.synthetic(s.id)
     truth = folder / "truth"
-    files = ([folder / f"{name}.nii.gz" for name in SYNTH_FILES]
+    files = ([folder / f"{view}.nii.gz" for view in VIEWS]
+             + [folder / f"label_{view}.nii.gz" for view in _label_plan(s, label_frames).label_views()]
              + [truth / n for n in ("label_ed.nii.gz", "label_es.nii.gz", "shifts.tsv",
                                     "phenotypes.json", "params.json")])
     return files + (list(layout.synthetic_zips(s.id).values()) if dicom is not None else [])
 
 
 def synth_run(layout: Layout, s: Subject, seed: int, index: dict, acquisition: dict,
-              dicom: dict | None = None) -> None:
+              dicom: dict | None = None, label_frames: str = "ed_es") -> None:
     """index: {subject: position in the cohort} (seeds the subject's random streams).
 
     dicom: when not None, the subject is also written as UK Biobank DICOM zips with
     these quirks (cinerecon.synth.dicom.DicomQuirks), so the pipeline can start from DICOM.
+    label_frames: the labelled subjects' label frames, `ed_es` (UK Biobank) or `all`.
+    Unlabelled subjects get no label files; truth is written for every subject.
     """
     from cinerecon.synth.cohort import generate_subject
     from cinerecon.synth.scanner import AcquisitionConfig
 
     generate_subject(s.id, seed, index[s.id], layout.synthetic(s.id),
-                     AcquisitionConfig.from_dict(acquisition))
+                     AcquisitionConfig.from_dict(acquisition), _label_plan(s, label_frames))
     if dicom is not None:
         from cinerecon.synth.dicom import write_ukbb_zips
 
@@ -83,7 +104,7 @@ def ingest_run(layout: Layout, s: Subject, sources: dict) -> dict:
     files = layout.nifti(s.id, s.labelled)
     report = ingest_images(source, s.id, _views(files), layout.ingest_report(s.id))
     if s.labelled:
-        ingest_labels(source, s.id, _views(files, "label_"))
+        ingest_labels(source, s.id, _views(files, "label_"), lax=s.lax_conventions)
     return report
 
 
@@ -102,7 +123,7 @@ def ingest_dicom_run(layout: Layout, s: Subject, zips: dict, label_folders: dict
     meta = ingest_ukbb_zips(s.id, zips[s.id], _views(files), layout.dicom_meta(s.id))
     if s.labelled:
         ingest_labels(label_folders[s.id], s.id, _views(files, "label_"),
-                      images_folder=files["sa"].parent)
+                      images_folder=files["sa"].parent, lax=s.lax_conventions)
     return meta
 
 
@@ -133,6 +154,9 @@ def align_run(layout: Layout, s: Subject, method: str) -> None:
     with_labels = method == "labels"
     if with_labels and not s.labelled:
         raise ValueError(f"subject {s.id}: align.method 'labels' needs labels; the sheet has none")
+    if with_labels and not any(set(s.lax_structures(v)) & {1, 2, 3} for v in LAX_VIEWS):
+        raise ValueError(f"subject {s.id}: align.method 'labels' needs LV/RV labels on the LAX views; "
+                         f"its LAX labels ({s.lax_conventions}) have none (use align.method intensity)")
     align_subject(s.id, method, crop["sa"], {v: crop[v] for v in LAX_VIEWS},
                   {"sa": out["sa"], "shifts": out["shifts"], "report": out["report"]},
                   sax_label_path=crop["label_sa"] if with_labels else None,
@@ -178,7 +202,8 @@ def evaluate_run(layout: Layout, s: Subject, method: str, truth: bool) -> None:
     crop = layout.crop(s.id, labels=True)
     write_parquet(layout.eval_lax(method, s.id),
                   lax_rows(s.id, method, volumes, recon["record"],
-                           {v: crop[f"label_{v}"] for v in LAX_VIEWS}))
+                           {v: crop[f"label_{v}"] for v in LAX_VIEWS},
+                           {v: s.lax_structures(v) for v in LAX_VIEWS}))
     write_parquet(layout.phenotypes(method, s.id), recon_phenotype_row(s.id, method, volumes))
     if truth:
         t = layout.truth(s.id)

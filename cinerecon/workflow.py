@@ -50,7 +50,8 @@ def logged(log_path, step: str, subject: str | None = None):
 def shard_stage(log_path, stage: str, shard: dict, manifest, upstream, outputs, run, **settings):
     """Run one stage (cinerecon.stages) for the subjects of a shard and write its manifest.
 
-    shard: {"subjects": [ids], "labelled": [ids]} (from the rule's params); the results
+    shard: {"subjects": [ids], "labelled": [ids], "lax": {id: {view: convention}}} (from the
+    rule's params); the results
     root is the manifest's (results/shards/{stage}/{shard}.tsv);
     outputs/run: the stage's pair of functions; settings: the stage's keyword arguments.
     """
@@ -60,7 +61,8 @@ def shard_stage(log_path, stage: str, shard: dict, manifest, upstream, outputs, 
 
     layout = Layout.of_manifest(manifest)
     labelled = set(shard.get("labelled", ()))
-    subjects = {s: Subject(s, s in labelled) for s in shard["subjects"]}
+    lax = shard.get("lax", {})
+    subjects = {s: Subject(s, s in labelled, lax.get(s)) for s in shard["subjects"]}
     with logged(log_path, stage) as log:
         log.info("shard of %d subjects: %s", len(subjects), " ".join(subjects))
         table = run_shard(stage, list(subjects), lambda s: run(layout, subjects[s], **settings),

@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 
 from cinerecon.batch import SHARD_PATTERN, make_shards, stat_fingerprint
-from cinerecon.io.sheet import SUBJECT_PATTERN, cohort_sheet
+from cinerecon.io.sheet import SUBJECT_PATTERN, cohort_sheet, lax_of
 from cinerecon.io.subject import VIEWS
 from cinerecon.latent.names import deeprecon_variant
 from cinerecon.layout import LAX_VIEWS
@@ -20,6 +20,8 @@ COHORT = config["cohort"]
 SHEET = cohort_sheet(COHORT)
 SUBJECTS = list(SHEET.index)
 LABELLED = list(SHEET.index[SHEET["has_labels"]])
+# {subject: {view: convention}} of the manual LAX labels (cinerecon.labels.LAX_CONVENTIONS)
+LAX_OF = lax_of(SHEET, COHORT)
 BATCH = {"subjects_per_shard": 100, **config.get("batch", {})}
 SHARDS = make_shards(SUBJECTS, BATCH["subjects_per_shard"])
 SHARD_OF = {s: shard for shard, members in SHARDS.items() for s in members}
@@ -56,13 +58,14 @@ def manifests(stage, subjects=None):
 
 
 def shard_job(subset=None):
-    """params.shard of a shard rule: its members (within `subset`) and which have labels."""
+    """params.shard of a shard rule: its members (within `subset`), which have manual labels
+    and the conventions of their LAX labels."""
     keep = None if subset is None else set(subset)
 
     def members(wildcards):
         subjects = [s for s in SHARDS[wildcards.shard] if keep is None or s in keep]
-        return {"subjects": subjects,
-                "labelled": [s for s in subjects if s in LABELLED_SET]}
+        labelled = [s for s in subjects if s in LABELLED_SET]
+        return {"subjects": subjects, "labelled": labelled, "lax": {s: LAX_OF[s] for s in labelled}}
 
     return members
 
@@ -115,6 +118,8 @@ RECON = {"target_spacing_mm": 1.0, "baselines": ["nn", "linear", "sdf", "cpd"], 
 EVALUATION = {"splits": ["test"], "overlay_subjects": 2, **config.get("evaluation", {})}
 BASELINE_METHODS = list(RECON["baselines"])
 EVAL_SUBJECTS = [s for s in LABELLED if SHEET.loc[s, "split"] in EVALUATION["splits"]]
+# Subjects whose LAX views carry LV/RV labels (Table 2 needs them), e.g. the papers' annotated set
+LV_ON_LAX = [s for s in EVAL_SUBJECTS if "full" in LAX_OF[s].values()]
 HAS_TRUTH = COHORT["kind"] == "synthetic"
 
 
@@ -123,7 +128,7 @@ ALIGN = {"method": "intensity", **config.get("align", {})}
 
 # ---- segmentation network -----------------------------------------------------------------
 SEG = {"enabled": True, "model": "tiny", "checkpoint": None, "epochs": 30, "batch_size": 16,
-       "lr": 1e-3, "seed": 0, "frames": "ed_es", "frame_stride": 1, "predict_frames": "ed_es",
+       "lr": 1e-3, "seed": 0, "frames": "ed_es", "frame_stride": 1, "predict_frames": "all",
        **config.get("segmentation", {})}
 SEG_TRAIN = [s for s in LABELLED if SHEET.loc[s, "split"] == "train"]
 SEG_VAL = [s for s in LABELLED if SHEET.loc[s, "split"] == "val"]
@@ -216,6 +221,17 @@ def shard_evaluations(shard):
     return [manifest(stage, shard) for stage in stages]
 
 
+# ---- cohort outputs: every subject, labelled or not, from the predicted segmentation --------
+COHORT_PHENOTYPES = {"recon_methods": BASELINE_METHODS, "qc": {}, **config.get("cohort_phenotypes", {})}
+COHORT_RECON_METHODS = list(COHORT_PHENOTYPES["recon_methods"]) if SEG_ON else []
+COHORT_TABLES = (
+    [f"{RESULTS}/tables/cohort_phenotypes.{ext}" for ext in ("parquet", "csv")]
+    + ([f"{RESULTS}/tables/cohort_agreement.{ext}" for ext in ("parquet", "csv", "md")] if HAS_TRUTH else [])
+    if SEG_ON
+    else []
+)
+
+
 def final_outputs():
     outputs = manifests("align")
     if LABELLED:
@@ -224,6 +240,7 @@ def final_outputs():
         outputs.append(f"{RESULTS}/synthetic/subjects.tsv")
     if SEG_ON:
         outputs += manifests("seg")
+    outputs += COHORT_TABLES
     if EVAL_SUBJECTS and RECON_METHODS:
         outputs.append(f"{RESULTS}/tables/lax_dice_LVC.md")
         outputs += manifests("evaluated", EVAL_SUBJECTS)

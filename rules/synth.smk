@@ -34,6 +34,7 @@ rule synth:
         index=lambda wc: {s: int(SHEET.loc[s, "index"]) for s in SHARDS[wc.shard]},
         acquisition=SYNTH.get("acquisition", {}),
         dicom=SYNTH.get("dicom"),
+        label_frames=SYNTH.get("labels", {}).get("frames", "ed_es"),
     conda:
         "../envs/cpu.yaml"
     script:

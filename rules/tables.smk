@@ -2,9 +2,11 @@
 # the status of every subject (which stage failed it, and why).
 
 REPORT = report_names(HAS_TRUTH, bool(SEG_EVAL_SUBJECTS), bool(GENERATIVE_METHODS and SEG_EVAL_SUBJECTS))
-OVERLAY_SUBJECTS = EVAL_SUBJECTS[: EVALUATION["overlay_subjects"]]
+# drawn against LAX labels with LV/RV where there are such subjects (not against atria-only ones)
+OVERLAY_SUBJECTS = (LV_ON_LAX + [s for s in EVAL_SUBJECTS if s not in LV_ON_LAX])[: EVALUATION["overlay_subjects"]]
 STATUS_STAGES = (["synth"] if COHORT["kind"] == "synthetic" else []) + ["ingest", "crop", "align"]
 STATUS_STAGES += ["seg"] if SEG_ON else []
+STATUS_STAGES += (["cohort-seg"] + [f"cohort-recon-{m}" for m in COHORT_RECON_METHODS]) if SEG_ON else []
 
 
 rule report:

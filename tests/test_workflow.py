@@ -1,5 +1,6 @@
 """End-to-end Snakemake runs on tiny cohorts (synthetic, and NIfTI with a bad subject)."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -46,12 +47,26 @@ def test_tiny_synthetic_cohort_end_to_end(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     results = tmp_path / "results"
     table = pd.read_csv(results / "tables/centring.tsv", sep="\t")
-    assert len(table) == 3 and (table["centring_error_inplane_mm"] < 10).all()
+    assert len(table) == 3 and (table["centring_error_inplane_mm"] < 10).all()  # the labelled subjects
     crop = nib.load(results / "crop/SYN0000/sa.nii.gz")
     assert crop.shape[:2] == (64, 64) and crop.shape[3] == 12
     assert (results / "logs/crop/b0000.log").read_text().strip().endswith("done")
     status = pd.read_csv(results / "tables/subject_status.tsv", sep="\t")
-    assert list(status["status"]) == ["ok"] * 3
+    assert list(status["status"]) == ["ok"] * 4
+    # every subject, labelled or not, has a row per method in the cohort table
+    cohort = pd.read_parquet(results / "tables/cohort_phenotypes.parquet")
+    assert len(cohort) == 4 * 5 and set(cohort["method"]) == {"seg", "nn", "linear", "sdf", "cpd"}
+    assert (cohort["status"] == "ok").all() and cohort["LVEDV"].notna().all()
+    assert list(cohort.loc[cohort["method"] == "seg", "has_labels"]) == [True, True, True, False]
+    truth_es = [json.loads((results / f"synthetic/{s}/truth/phenotypes.json").read_text())["es_frame"]
+                for s in ("SYN0000", "SYN0001", "SYN0002", "SYN0003")]
+    assert (cohort.loc[cohort["method"] == "seg", "es_frame"] > 0).all() and max(truth_es) < 12
+    assert not (results / "synthetic/SYN0003/label_sa.nii.gz").exists()
+    agreement = pd.read_csv(results / "tables/cohort_agreement.csv")
+    assert {"unlabelled", "labelled", "all"} <= set(agreement["group"])
+    # Table 2 scores LVC on LAX views with LV labels only (SYN0001); SYN0002's are atria-only
+    lax_rows = pd.concat([pd.read_parquet(p) for p in (results / "eval/lax/nn").glob("*.parquet")])
+    assert set(lax_rows["subject"]) == {"SYN0001"}
     # the papers' Table 2 shape: rows methods, columns average, 2ch, 3ch, 4ch
     lax = pd.read_csv(results / "tables/lax_dice_LVC.csv")
     assert list(lax.columns) == ["method", "average", "2ch", "3ch", "4ch"]
@@ -93,8 +108,9 @@ def test_tiny_synthetic_cohort_end_to_end(tmp_path):
     latent = {"train_encoder": 1, "invert": 1, "train_seg_latent": 2, "recon_latent": 1,
               "train_wplus_segnet": 1, "wplus_segnet_rows": 1, "motion_adaptation": 1,
               "train_diffusion": 1, "recon_diffusion": 2, "evaluate": 4, "shard_evaluated": 1, "lax_overlay": 4}
+    cohort_jobs = {"seg_record": 1, "cohort_recon": 4, "cohort_phenotypes": 1}
     assert job_counts(dry.stdout + dry.stderr) == {"seg": 1, "eval_directseg": 1, "report": 1,
-                                                   "subject_status": 1, "all": 1, **latent}
+                                                   "subject_status": 1, "all": 1, **latent, **cohort_jobs}
     # pre-trained mode: an existing checkpoint replaces training
     cfg["segmentation"]["checkpoint"] = str(results / "models/seg/tiny/model.pt")
     cfg["results"] = str(tmp_path / "results_pretrained")
@@ -119,7 +135,8 @@ def test_bad_subject_fails_alone_and_changed_input_reruns_its_shard_only(tmp_pat
                           "split": ["train", "val", "test"], "has_labels": [True, True, False]})
     sheet.to_csv(tmp_path / "subjects.tsv", sep="\t", index=False)
     cfg = {"results": str(tmp_path / "results"),
-           "cohort": {"kind": "nifti", "nifti": {"root": str(root), "sheet": str(tmp_path / "subjects.tsv")}},
+           "cohort": {"kind": "nifti", "nifti": {"root": str(root), "sheet": str(tmp_path / "subjects.tsv"),
+                                                 "lax_labels": "full"}},  # the synthetic files' LAX values
            "batch": {"subjects_per_shard": 2},  # the bad subject shares its shard with a good one
            "segmentation": {"enabled": False},
            "crop": {"sax_size": [64, 64], "lax_size": [64, 64]}}

@@ -3,4 +3,5 @@ from cinerecon.workflow import shard_stage
 
 p = snakemake.params
 shard_stage(snakemake.log[0], "synth", p.shard, snakemake.output[0], [], synth_outputs, synth_run,
-            seed=p.seed, index=p.index, acquisition=p.acquisition, dicom=p.dicom)
+            seed=p.seed, index=p.index, acquisition=p.acquisition, dicom=p.dicom,
+            label_frames=p.label_frames)

@@ -9,6 +9,7 @@ from scipy import ndimage
 
 from cinerecon.align.estimate import AlignmentProblem, AlignSettings, frame_subset
 from cinerecon.labels import LVC, LVM, RVC
+from cinerecon.phenotypes import ed_es_frames
 
 log = logging.getLogger(__name__)
 LABEL_CHANNELS = (LVC, LVM, RVC)
@@ -54,8 +55,7 @@ def estimate_shifts(method: str, sax: np.ndarray, sax_affine: np.ndarray, laxes:
         if sax_labels is None or not lax_labels:
             raise ValueError("label-based alignment needs SAX and LAX label maps")
         if frames is None:  # ED and ES: the phases manual labels exist for
-            lv = (sax_labels == LVC).sum(axis=(0, 1, 2))
-            frames = np.unique([0, int(np.argmin(np.where(lv > 0, lv, lv.max() + 1)))])
+            frames = sorted(ed_es_frames(sax_labels, sax_affine).values())
         frames = np.asarray(frames)
         sax_ch = _onehot(sax_labels[:, :, :, frames])
         lax_ch = {v: (_onehot(lax_labels[v][:, :, 0, _phase_frames(frames, n_frames, lax_labels[v].shape[3])]),

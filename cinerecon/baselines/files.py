@@ -10,14 +10,9 @@ from cinerecon.baselines import reconstruct_labels
 from cinerecon.baselines.grid import pad_slices, z_upsampling_factor
 from cinerecon.io.files import write_json
 from cinerecon.io.nifti import InputError, load_nifti, save_nifti
-from cinerecon.phenotypes import find_es_frame, volume_curve_ml
+from cinerecon.io.subject import label_ed_es
 
 PHASES = ("ED", "ES")
-
-
-def ed_es_frames(labels_4d: np.ndarray, affine: np.ndarray) -> dict:
-    """ED = frame 0; ES = frame of minimal LV blood-pool volume."""
-    return {"ED": 0, "ES": find_es_frame(volume_curve_ml(labels_4d, affine))}
 
 
 def reconstruct_subject(subject: str, label_path, method: str, target_spacing_mm: float,
@@ -26,7 +21,7 @@ def reconstruct_subject(subject: str, label_path, method: str, target_spacing_mm
     labels, affine, _ = load_nifti(label_path, subject)
     if labels.ndim != 4 or not (labels == 1).any():
         raise InputError(subject, label_path, "need a 4D SAX label cine with an LV blood pool")
-    frames = ed_es_frames(labels, affine)
+    frames = label_ed_es(subject, label_path, labels, affine)
     k = z_upsampling_factor(float(np.linalg.norm(affine[:3, 2])), target_spacing_mm)
     record = {"subject": subject, "method": method, "k": k, "pad_slices": pad_slices(k),
               "n_slices": int(labels.shape[2]), "n_frames": int(labels.shape[3]), "frames": frames, "seconds": {}}
@@ -52,7 +47,7 @@ def heldout_linear_rows(subject: str, image_path, label_path):
     labels, _, _ = load_nifti(label_path, subject)
     if labels.ndim != 4 or labels.shape != image.shape:
         raise InputError(subject, label_path, f"labels {labels.shape} do not match the SAX cine {image.shape}")
-    frames = ed_es_frames(labels, affine)
+    frames = label_ed_es(subject, label_path, labels, affine)
     image = normalise_intensity(image)
     spacing_xy = np.linalg.norm(affine[:3, :2], axis=0)
     rows = []

@@ -6,6 +6,8 @@ import re
 
 import pandas as pd
 
+from cinerecon.labels import LAX_CONVENTIONS, lax_conventions
+
 SUBJECT_PATTERN = r"[A-Za-z0-9_-]+"
 SPLITS = ("train", "val", "test")
 
@@ -41,26 +43,72 @@ def read_sheet(path) -> pd.DataFrame:
     return validate_sheet(pd.read_csv(path, sep=sep, dtype={"subject": str}), str(path))
 
 
+TRUE_VALUES, FALSE_VALUES = {"1", "true", "yes", "y"}, {"0", "false", "no", "n", "", "nan"}
+
+
+def parse_has_labels(sheet: pd.DataFrame, source: str) -> pd.Series:
+    """The optional `has_labels` column as bool (absent: no subject has manual labels);
+    anything but yes/no, true/false or 1/0 is refused rather than read as 'no'."""
+    if "has_labels" not in sheet.columns:
+        return pd.Series(False, index=sheet.index)
+    text = sheet["has_labels"].astype(str).str.strip().str.lower()
+    bad = sheet.loc[~text.isin(TRUE_VALUES | FALSE_VALUES), ["subject", "has_labels"]]
+    if len(bad):
+        raise SheetError(f"{source}: column has_labels must be yes/no, true/false or 1/0; "
+                         f"got {dict(zip(bad['subject'][:5], bad['has_labels'][:5]))}")
+    return text.isin(TRUE_VALUES)
+
+
+def parse_lax_labels(sheet: pd.DataFrame, source: str) -> pd.Series:
+    """The optional `lax_labels` column: a subject's LAX label convention (cinerecon.labels),
+    "" for the cohort's declared one; "none" for subjects without manual labels."""
+    values = (sheet["lax_labels"].fillna("").astype(str).str.strip() if "lax_labels" in sheet.columns
+              else pd.Series("", index=sheet.index))
+    bad = sheet.loc[~values.isin(["", *LAX_CONVENTIONS]), "subject"]
+    if len(bad):
+        raise SheetError(f"{source}: column lax_labels must be one of {sorted(LAX_CONVENTIONS)} or empty; "
+                         f"got {dict(zip(bad[:5], values[bad.index][:5]))}")
+    return values.where(sheet["has_labels"], "none")
+
+
 def cohort_sheet(cohort: dict) -> pd.DataFrame:
     """The sheet of a configured cohort: generated for `synthetic`, read otherwise.
 
-    Adds `has_labels` (bool): synthetic subjects always have labels; for NIfTI and DICOM
-    cohorts the optional sheet column says which subjects have manual labels.
+    Adds `has_labels` (bool, whether the subject has manual labels) and `lax_labels` (its
+    LAX label convention, "" for the cohort's: see `lax_of`). Synthetic cohorts label a
+    fraction of each split (cinerecon.synth.cohort.assign_labels); NIfTI and DICOM cohorts
+    read the optional sheet columns.
     """
     kind = cohort["kind"]
     if kind == "synthetic":
-        from cinerecon.synth.cohort import make_sheet
+        from cinerecon.synth.cohort import assign_labels, make_sheet
 
         syn = cohort["synthetic"]
         sheet = make_sheet(syn["n_subjects"], syn["seed"],
                            syn.get("splits", {"train": 0.6, "val": 0.2, "test": 0.2}))
         sheet = validate_sheet(sheet, "synthetic cohort")
-        sheet["has_labels"] = True
-        return sheet
+        return assign_labels(sheet, syn["seed"], syn.get("labels"))
     if kind in ("nifti", "ukbb_dicom"):
-        sheet = read_sheet(cohort[kind]["sheet"])
-        if "has_labels" not in sheet.columns:
-            sheet["has_labels"] = False
-        sheet["has_labels"] = sheet["has_labels"].astype(str).str.lower().isin(["1", "true", "yes"])
+        source = cohort[kind]["sheet"]
+        sheet = read_sheet(source)
+        sheet["has_labels"] = parse_has_labels(sheet, source)
+        sheet["lax_labels"] = parse_lax_labels(sheet, source)
         return sheet
     raise SheetError(f"unknown cohort kind {kind!r}")
+
+
+def cohort_lax_convention(cohort: dict):
+    """The LAX label convention a cohort declares (a name, or {view: name}); default `ukbb`."""
+    kind = cohort["kind"]
+    if kind == "synthetic":
+        from cinerecon.synth.cohort import UKBB_LABELS
+
+        return {**UKBB_LABELS, **(cohort["synthetic"].get("labels") or {})}["lax"]
+    return cohort.get(kind, {}).get("lax_labels", "ukbb")
+
+
+def lax_of(sheet: pd.DataFrame, cohort: dict) -> dict[str, dict[str, str]]:
+    """{subject: {view: convention}} for the subjects with manual labels."""
+    default = lax_conventions(cohort_lax_convention(cohort))
+    return {s: (lax_conventions(value) if value else default)
+            for s, value in sheet.loc[sheet["has_labels"], "lax_labels"].items()}

@@ -13,7 +13,8 @@ import nibabel as nib
 import numpy as np
 
 from cinerecon.io.nifti import InputError, frame_interval, load_nifti
-from cinerecon.labels import LAX_LABELS, LAX_VIEWS, SAX_LABELS
+from cinerecon.labels import LAX_CONVENTIONS, LAX_VIEWS, SAX_LABELS, describe_convention
+from cinerecon.phenotypes import LabelFramesError, ed_es_frames
 
 VIEWS = ("sa",) + tuple(f"la_{v}" for v in LAX_VIEWS)
 MIN_SPACING_MM, MAX_SPACING_MM = 0.2, 25.0
@@ -27,8 +28,22 @@ def label_name(view: str) -> str:
     return f"label_{view}.nii.gz"
 
 
-def allowed_labels(view: str) -> set[int]:
-    return {0, *(SAX_LABELS if view == "sa" else LAX_LABELS)}
+def allowed_labels(view: str, convention: str = "full") -> set[int]:
+    """Values a label file of `view` may hold: SAX 0-3; LAX those of its convention."""
+    if view == "sa":
+        return {0, *SAX_LABELS}
+    return {0, *LAX_CONVENTIONS[convention][view.removeprefix("la_")]}
+
+
+def to_pipeline_values(labels: np.ndarray, view: str, convention: str = "full") -> np.ndarray:
+    """A validated label file's values mapped to the pipeline's (LAX_CONVENTIONS), uint8."""
+    labels = np.asarray(labels).astype(np.uint8)
+    if view == "sa":
+        return labels
+    lut = np.zeros(256, np.uint8)
+    for value, pipeline_value in LAX_CONVENTIONS[convention][view.removeprefix("la_")].items():
+        lut[value] = pipeline_value
+    return lut[labels]
 
 
 def validate_image(subject: str, path, data: np.ndarray, affine: np.ndarray, view: str) -> None:
@@ -61,19 +76,25 @@ def validate_image(subject: str, path, data: np.ndarray, affine: np.ndarray, vie
 
 
 def validate_labels(subject: str, path, labels: np.ndarray, affine: np.ndarray, view: str,
-                    image_shape: tuple, image_affine: np.ndarray) -> None:
-    """Raise InputError if a label map does not match its image or the label convention."""
+                    image_shape: tuple, image_affine: np.ndarray, convention: str = "full") -> None:
+    """Raise InputError if a label map does not match its image or the label convention
+    (LAX views: the cohort's declared convention, see cinerecon.labels.LAX_CONVENTIONS)."""
     if labels.shape != image_shape:
         raise InputError(subject, path, f"label shape {labels.shape} != image shape {image_shape}")
     if not np.allclose(affine, image_affine, atol=1e-3):
         raise InputError(subject, path, "label affine differs from the image affine")
+    if np.issubdtype(labels.dtype, np.floating) and not np.all(np.isfinite(labels)):
+        raise InputError(subject, path, "labels contain NaN or infinite values")
     if np.issubdtype(labels.dtype, np.floating) and not np.all(labels == np.round(labels)):
         raise InputError(subject, path, "labels are not integers")
     present = set(np.unique(labels).astype(int).tolist())
-    bad = present - allowed_labels(view)
+    allowed = allowed_labels(view, convention)
+    bad = present - allowed
     if bad:
+        meaning = ("SAX: 1 = LVC, 2 = LVM, 3 = RVC" if view == "sa" else
+                   f"{convention!r} LAX convention on {view}: {describe_convention(convention, view.removeprefix('la_'))}")
         raise InputError(subject, path, f"unexpected label values {sorted(bad)} for view {view} "
-                                        f"(allowed {sorted(allowed_labels(view))})")
+                                        f"(allowed {sorted(allowed)}; {meaning})")
 
 
 def load_view(folder, subject: str, view: str):
@@ -96,12 +117,22 @@ def image_geometry(folder, subject: str, view: str):
     return img.shape, img.affine.copy()
 
 
-def load_labels(folder, subject: str, view: str, image_shape, image_affine) -> np.ndarray:
-    """Load and validate one view's labels as uint8."""
+def load_labels(folder, subject: str, view: str, image_shape, image_affine,
+                convention: str = "full") -> np.ndarray:
+    """Load and validate one view's labels; uint8 in the pipeline's values.
+
+    A SAX label cine must label at least two frames (ED and ES). A LAX view whose
+    convention carries no labels (ukbb 3ch) may have no file: it reads as all background.
+    """
     path = Path(folder) / label_name(view)
+    if view != "sa" and not allowed_labels(view, convention) - {0} and not path.exists():
+        return np.zeros(image_shape, np.uint8)
     labels, affine, _ = load_nifti(path, subject)
-    validate_labels(subject, path, labels, affine, view, image_shape, image_affine)
-    return labels.astype(np.uint8)
+    validate_labels(subject, path, labels, affine, view, image_shape, image_affine, convention)
+    labels = to_pipeline_values(labels, view, convention)
+    if view == "sa":
+        label_ed_es(subject, path, labels, affine)
+    return labels
 
 
 def check_frames_consistent(subject: str, folder, frames: dict) -> None:
@@ -109,3 +140,12 @@ def check_frames_consistent(subject: str, folder, frames: dict) -> None:
     counts = set(frames.values())
     if len(counts) > 1:
         raise InputError(subject, folder, f"views have different frame counts: {frames}")
+
+
+def label_ed_es(subject: str, path, labels_4d: np.ndarray, affine: np.ndarray) -> dict[str, int]:
+    """ED/ES frames of a subject's SAX label cine (phenotypes.ed_es_frames); a cine with
+    fewer than two labelled frames raises InputError naming the subject and the file."""
+    try:
+        return ed_es_frames(labels_4d, affine)
+    except LabelFramesError as exc:
+        raise InputError(subject, path, str(exc)) from exc

@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cinerecon.baselines.files import ed_es_frames
 from cinerecon.baselines.grid import acquired_index, fine_affine, pad_slices, z_upsampling_factor
 from cinerecon.io.files import atomic_path, write_json, write_tsv
 from cinerecon.io.nifti import InputError, load_nifti, nifti_geometry, save_nifti
+from cinerecon.io.subject import label_ed_es
 from cinerecon.latent.deeprecon import InversionSettings, generate, invert_slices
 from cinerecon.latent.interpolate import fine_latents
 from cinerecon.metrics.image import psnr, ssim
@@ -107,7 +107,7 @@ def subject_slices(subject: str, image_path, label_path) -> dict:
     """The ED and ES slices of a subject, ready to invert, with what is needed to write back."""
     image, affine, _ = load_nifti(image_path, subject)
     labels, _, _ = load_nifti(label_path, subject)
-    frames = ed_es_frames(labels, affine)
+    frames = label_ed_es(subject, label_path, labels, affine)
     order = [frames[p] for p in PHASES]
     x, y = slices_from_subject(image, labels, order)
     return {"images": x, "labels": y, "frames": order, "n_slices": image.shape[2], "n_frames": image.shape[3],

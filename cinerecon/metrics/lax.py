@@ -3,8 +3,10 @@
 A reconstructed SAX-derived label volume is resampled (nearest) onto a LAX plane through
 the affines and compared with the LAX labels by 2D Dice, only where the SAX stack's
 reconstruction covers the plane. Atria (LAX labels 4, 5) count as background there.
-Rows for a structure the view does not show (no reference pixels in the covered region)
-carry Dice NaN, so that "RV in a 2-chamber view" never scores a vacuous 1.
+Only the structures the view's manual labels carry are scored (UK Biobank's LAX labels
+are atria only, so they give no LV/RV rows). Rows for a structure the view does not show
+(no reference pixels in the covered region) carry Dice NaN, so that "RV in a 2-chamber
+view" never scores a vacuous 1.
 """
 
 from __future__ import annotations
@@ -33,13 +35,15 @@ def lax_intersection(volume: np.ndarray, affine: np.ndarray, lax_labels: np.ndar
     return sampled, covered, reference
 
 
-def lax_dice_rows(volume, affine, lax_labels, lax_affine, **keys) -> list[dict]:
-    """One row per SAX structure: Dice inside the covered region, coverage, pixel count."""
+def lax_dice_rows(volume, affine, lax_labels, lax_affine, structures=None, **keys) -> list[dict]:
+    """One row per SAX structure the view's labels carry (`structures`, {value: name}; by
+    default all three): Dice inside the covered region, coverage, pixel count."""
+    structures = SAX_LABELS if structures is None else {k: v for k, v in SAX_LABELS.items() if k in structures}
     sampled, covered, reference = lax_intersection(volume, affine, lax_labels, lax_affine)
     foreground = reference > 0
     coverage = float((foreground & covered).sum() / foreground.sum()) if foreground.any() else np.nan
     rows = []
-    for label, name in SAX_LABELS.items():
+    for label, name in structures.items():
         ref = (reference == label) & covered
         pred = (sampled == label) & covered
         n_ref = int(ref.sum())

@@ -8,9 +8,9 @@ import time
 import numpy as np
 import pandas as pd
 
-from cinerecon.baselines.files import ed_es_frames
 from cinerecon.io.files import write_tsv
 from cinerecon.io.nifti import frame_interval, load_nifti, save_nifti
+from cinerecon.io.subject import label_ed_es
 from cinerecon.metrics.per_label import structure_rows
 from cinerecon.models.data import slices_from_subject
 from cinerecon.models.train_seg import (
@@ -21,7 +21,7 @@ from cinerecon.models.train_seg import (
     train_unet,
 )
 from cinerecon.models.unet import UNetConfig
-from cinerecon.phenotypes import phenotypes
+from cinerecon.phenotypes import labelled_frames, phenotypes
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +33,13 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def training_frames(labels: np.ndarray, affine: np.ndarray, which: str, stride: int = 1) -> list[int]:
-    """Frames with labels used for training: ED and ES, or every `stride`-th labelled frame."""
+def training_frames(subject: str, path, labels: np.ndarray, affine: np.ndarray, which: str,
+                    stride: int = 1) -> list[int]:
+    """Frames with labels used for training: ED and ES, or every `stride`-th labelled frame
+    (an all-background frame is unlabelled, never a training target)."""
     if which == "all":
-        return [t for t in range(0, labels.shape[3], stride) if labels[..., t].any()]
-    frames = ed_es_frames(labels, affine)
+        return [int(t) for t in labelled_frames(labels)[::stride]]
+    frames = label_ed_es(subject, path, labels, affine)
     return sorted({frames["ED"], frames["ES"]})
 
 
@@ -47,7 +49,7 @@ def load_training_set(pairs, which_frames: str, stride: int = 1):
     for subject, image_path, label_path in pairs:
         image, _, _ = load_nifti(image_path, subject)
         lab, affine, _ = load_nifti(label_path, subject)
-        x, y = slices_from_subject(image, lab, training_frames(lab, affine, which_frames, stride))
+        x, y = slices_from_subject(image, lab, training_frames(subject, label_path, lab, affine, which_frames, stride))
         images.append(x)
         labels.append(y)
     return np.concatenate(images), np.concatenate(labels)
@@ -82,7 +84,7 @@ def segment_subject(subject: str, image_path, checkpoint, output, frames: str, l
     wanted = list(range(image.shape[3]))
     if frames != "all" and label_path is not None:
         lab, lab_affine, _ = load_nifti(label_path, subject)
-        wanted = sorted(set(ed_es_frames(lab, lab_affine).values()))
+        wanted = sorted(set(label_ed_es(subject, label_path, lab, lab_affine).values()))
     start = time.perf_counter()
     pred = np.zeros(image.shape, dtype=np.uint8)
     pred[..., wanted] = predict_cine(model, image, wanted, batch_size, device)
@@ -95,7 +97,7 @@ def directseg_rows(subject: str, seg_path, label_path, method: str = "directseg"
     """SAX-stack 3D segmentation metrics per structure (Table 1) at ED and ES, and phenotype row."""
     seg, affine, _ = load_nifti(seg_path, subject)
     lab, _, _ = load_nifti(label_path, subject)
-    frames = ed_es_frames(lab, affine)
+    frames = label_ed_es(subject, label_path, lab, affine)
     spacing = tuple(np.linalg.norm(affine[:3, :3], axis=0))
     rows = [row for phase, t in frames.items()
             for row in structure_rows(subject, method, phase, seg[..., t], lab[..., t], spacing)]

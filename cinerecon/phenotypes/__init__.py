@@ -2,7 +2,7 @@
 
 Columns, in table order (``PHENOTYPE_COLUMNS``, units in ``PHENOTYPE_UNITS``):
 LVEDV, LVESV, LVSV (mL), LVEF (%), LVM (g, at ED), RVEDV, RVESV, RVSV (mL), RVEF (%).
-ED is frame 0; ES is the frame of minimal LV blood-pool volume. An EF whose EDV
+ED and ES: :func:`ed_es_frames` (dense and ED/ES-only label cines alike). An EF whose EDV
 is zero is NaN.
 """
 
@@ -10,8 +10,11 @@ from .ventricular import (
     CINE_COLUMNS,
     PHENOTYPE_COLUMNS,
     PHENOTYPE_UNITS,
+    LabelFramesError,
+    ed_es_frames,
     ejection_fraction,
     find_es_frame,
+    labelled_frames,
     phenotypes,
     phenotypes_from_cine,
 )
@@ -21,9 +24,12 @@ __all__ = [
     "CINE_COLUMNS",
     "PHENOTYPE_COLUMNS",
     "PHENOTYPE_UNITS",
+    "LabelFramesError",
+    "ed_es_frames",
     "ejection_fraction",
     "find_es_frame",
     "label_volumes_ml",
+    "labelled_frames",
     "phenotypes",
     "phenotypes_from_cine",
     "volume_curve_ml",

@@ -6,6 +6,7 @@ import numpy as np
 
 from cinerecon.io.files import write_json
 from cinerecon.io.nifti import save_nifti
+from cinerecon.labels import lax_conventions
 from cinerecon.io.subject import VIEWS, check_frames_consistent, image_geometry, load_labels, load_view
 
 
@@ -29,15 +30,20 @@ def ingest_images(src_folder, subject: str, outputs: dict, report_path) -> dict:
     return report
 
 
-def ingest_labels(src_folder, subject: str, outputs: dict, images_folder=None) -> None:
-    """Validate labels against their images' geometry (headers only), then write them as uint8.
+def ingest_labels(src_folder, subject: str, outputs: dict, images_folder=None, lax=None) -> None:
+    """Validate labels against their images' geometry (headers only) and the declared LAX
+    convention, then write them as uint8 in the pipeline's values.
 
-    The images (in `images_folder`, by default beside the labels) were validated when they
-    were ingested; their pixels are not reread.
+    lax: {view ("2ch"...): convention} (cinerecon.labels.lax_conventions; default `full`).
+    A view without labels in its convention is written all background. The images (in
+    `images_folder`, by default beside the labels) were validated when they were
+    ingested; their pixels are not reread.
     """
+    lax = lax_conventions(lax or "full")
     labels = {}
     for view in VIEWS:
         shape, affine = image_geometry(images_folder or src_folder, subject, view)
-        labels[view] = (load_labels(src_folder, subject, view, shape, affine), affine)
+        convention = lax[view.removeprefix("la_")] if view != "sa" else "full"
+        labels[view] = (load_labels(src_folder, subject, view, shape, affine, convention), affine)
     for view, (lab, affine) in labels.items():
         save_nifti(outputs[view], lab, affine, dtype=np.uint8)

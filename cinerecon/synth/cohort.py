@@ -1,7 +1,16 @@
-"""Generate a synthetic UK-Biobank-like cohort: subjects sheet, cines, labels and truth."""
+"""Generate a synthetic UK-Biobank-like cohort: subjects sheet, cines, labels and truth.
+
+Labels take the shape real UK Biobank labels have (``LabelPlan``, the demo's default):
+manual SAX labels for a fraction of the subjects, at ED and ES only; LAX labels in the
+ukbb_cardiac convention (atria only), with LV/RV on the LAX views for a few annotated
+test subjects; no label files at all for the rest. The dense shape of earlier versions
+(every frame, every structure on every view) stays available. Truth (3D labels at ED/ES,
+shifts, phenotypes) is written for every subject, labelled or not.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +19,7 @@ import pandas as pd
 from cinerecon.geometry import apply_affine
 from cinerecon.io.files import write_json, write_tsv
 from cinerecon.io.nifti import save_nifti
-from cinerecon.labels import LAX_VIEWS, RVC
+from cinerecon.labels import LAX_CONVENTIONS, LAX_VIEWS, RVC, lax_conventions
 from cinerecon.synth import heart as H
 from cinerecon.synth import scanner as S
 
@@ -20,6 +29,72 @@ SPLITS = ("train", "val", "test")
 def subject_rng(cohort_seed: int, index: int, stream: int = 0) -> np.random.Generator:
     """Independent, reproducible random stream per subject (and per purpose)."""
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([cohort_seed, index, stream])))
+
+
+@dataclass(frozen=True)
+class LabelPlan:
+    """Which manual label files a synthetic subject gets, in which file convention.
+
+    frames: `ed_es` (UK Biobank: ED and ES labelled, every other frame background, on the
+    SAX and LAX cines), `all` (dense) or None (an unlabelled subject: no label files).
+    lax: {view: convention} (cinerecon.labels.LAX_CONVENTIONS); a view whose convention
+    labels nothing gets no file (UK Biobank has no 3ch labels).
+    """
+    frames: str | None = "all"
+    lax: dict = field(default_factory=lambda: lax_conventions("full"))
+
+    def label_views(self) -> list[str]:
+        """The views ("sa", "la_2ch", ...) that get a label file."""
+        if self.frames is None:
+            return []
+        return ["sa"] + [f"la_{v}" for v in LAX_VIEWS if LAX_CONVENTIONS[self.lax[v]][v]]
+
+    def file_labels(self, labels: np.ndarray, view: str, es_frame: int) -> np.ndarray:
+        """A view's (X, Y, Z, T) labels in pipeline values -> what its label file holds."""
+        out = labels.copy()
+        if self.frames == "ed_es":
+            out[..., [t for t in range(out.shape[3]) if t not in (0, es_frame)]] = 0
+        if view != "sa":  # pipeline values -> the file convention's (others become background)
+            lut = np.zeros(256, np.uint8)
+            for file_value, value in LAX_CONVENTIONS[self.lax[view.removeprefix("la_")]][view.removeprefix("la_")].items():
+                lut[value] = file_value
+            out = lut[out]
+        return out
+
+
+# Defaults of `cohort.synthetic.labels`: the shape of real UK Biobank labels.
+UKBB_LABELS = {"fraction": 0.5, "frames": "ed_es", "lax": "ukbb", "lax_full_test_subjects": 2}
+
+
+def assign_labels(sheet: pd.DataFrame, seed: int, labels: dict) -> pd.DataFrame:
+    """Add `has_labels` and `lax_labels` (the subject's LAX convention) to a synthetic sheet.
+
+    In every split, round(fraction x size) subjects are labelled, at least one where the
+    fraction is positive (so the segmentation network has train and val subjects and the
+    test split has something to evaluate); the first `lax_full_test_subjects` labelled
+    test subjects carry LV/RV on their LAX views (`full`), as the papers' annotated cases.
+    The choice is random but fixed by the seed.
+    """
+    labels = {**UKBB_LABELS, **(labels or {})}
+    fraction = float(labels["fraction"])
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"cohort.synthetic.labels.fraction must be in [0, 1], got {fraction}")
+    rng = np.random.default_rng([seed, 101])
+    sheet = sheet.copy()
+    sheet["has_labels"] = False
+    for split in SPLITS:
+        members = list(sheet.index[sheet["split"] == split])
+        n = int(round(fraction * len(members)))
+        if fraction > 0 and members:
+            n = max(n, 1)
+        chosen = [members[i] for i in sorted(rng.permutation(len(members))[:n])]
+        sheet.loc[chosen, "has_labels"] = True
+    # "" = the cohort's declared convention (cohort.synthetic.labels.lax, maybe per view)
+    cohort_default = labels["lax"] if isinstance(labels["lax"], str) else ""
+    sheet["lax_labels"] = np.where(sheet["has_labels"], cohort_default, "none")
+    test_labelled = list(sheet.index[sheet["has_labels"] & (sheet["split"] == "test")])
+    sheet.loc[test_labelled[: int(labels["lax_full_test_subjects"])], "lax_labels"] = "full"
+    return sheet
 
 
 def make_sheet(n_subjects: int, seed: int, fractions: dict) -> pd.DataFrame:
@@ -89,9 +164,12 @@ def true_phenotypes(model: H.HeartModel) -> dict:
 
 
 def generate_subject(subject: str, cohort_seed: int, index: int, out_dir,
-                     acq: S.AcquisitionConfig | None = None) -> dict:
-    """Write one subject's NIfTI cines, labels and truth into out_dir; return the paths."""
+                     acq: S.AcquisitionConfig | None = None, label_plan: LabelPlan | None = None) -> dict:
+    """Write one subject's NIfTI cines, labels (per `label_plan`, by default dense and full)
+    and truth into out_dir; return the paths."""
     acq = acq or S.AcquisitionConfig()
+    label_plan = label_plan or LabelPlan()
+    label_views = set(label_plan.label_views())
     out = Path(out_dir)
     anatomy_rng = subject_rng(cohort_seed, index, 0)
     params = H.sample_params(anatomy_rng, acq.n_frames, acq.impaired_fraction)
@@ -107,6 +185,10 @@ def generate_subject(subject: str, cohort_seed: int, index: int, out_dir,
     noise_rng = subject_rng(cohort_seed, index, 2)
     frames = range(acq.n_frames)
 
+    phen = true_phenotypes(model)
+    # cardiac output (L/min): the cine spans one beat, so stroke volume x heart rate
+    phen.update({"heart_rate_bpm": heart_rate, "LVCO": phen["LVSV"] * heart_rate / 1000,
+                 "RVCO": phen["RVSV"] * heart_rate / 1000})
     written, shift_rows = {}, []
     for plane in planes:
         images = np.empty(plane.shape + (plane.n_slices, acq.n_frames), dtype=np.int16)
@@ -122,11 +204,12 @@ def generate_subject(subject: str, cohort_seed: int, index: int, out_dir,
                                "dy_mm": plane.shifts_mm[k, 1], "x_mm": world[0],
                                "y_mm": world[1], "z_mm": world[2]})
         written[plane.name] = out / f"{plane.name}.nii.gz"
-        written[f"label_{plane.name}"] = out / f"label_{plane.name}.nii.gz"
         save_nifti(written[plane.name], images, plane.affine, frame_s)
-        save_nifti(written[f"label_{plane.name}"], labels, plane.affine, frame_s)
+        if plane.name in label_views:
+            written[f"label_{plane.name}"] = out / f"label_{plane.name}.nii.gz"
+            save_nifti(written[f"label_{plane.name}"], label_plan.file_labels(labels, plane.name, phen["es_frame"]),
+                       plane.affine, frame_s)
 
-    phen = true_phenotypes(model)
     grid_affine, grid_shape = truth_grid(model, planes[0].affine, acq.truth_spacing_mm)
     ed = render_truth(model, grid_affine, grid_shape, 0)
     es = render_truth(model, grid_affine, grid_shape, phen["es_frame"])

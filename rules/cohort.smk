@@ -1,0 +1,69 @@
+# Every subject, labelled or not: phenotypes, cardiac output and QC flags from the predicted
+# segmentation of every frame, reconstructions from predicted labels, and the cohort table
+# (a row per subject and method). See cinerecon.cohort.
+
+
+rule seg_record:
+    input:
+        manifest("seg"),
+    output:
+        manifest("cohort-seg"),
+    log:
+        f"{RESULTS}/logs/seg_record/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/seg_record/{{shard}}.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=shard_runtime(1),
+    params:
+        shard=shard_job(),
+        qc=COHORT_PHENOTYPES["qc"],
+    conda:
+        "../envs/cpu.yaml"
+    script:
+        "../workflow_scripts/seg_record.py"
+
+
+rule cohort_recon:
+    input:
+        manifest("cohort-seg"),
+    output:
+        manifest("cohort-recon-{method}"),
+    wildcard_constraints:
+        method="|".join(COHORT_RECON_METHODS) or "NONE",
+    log:
+        f"{RESULTS}/logs/cohort_recon/{{method}}/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/cohort_recon/{{method}}/{{shard}}.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=shard_runtime(2),
+    params:
+        shard=shard_job(),
+        target_spacing_mm=RECON["target_spacing_mm"],
+    conda:
+        "../envs/cpu.yaml"
+    script:
+        "../workflow_scripts/cohort_recon.py"
+
+
+rule cohort_phenotypes:
+    input:
+        seg=manifests("cohort-seg"),
+        recon=[manifests(f"cohort-recon-{m}") for m in COHORT_RECON_METHODS],
+        upstream=[manifests(stage) for stage in STATUS_STAGES],
+        truth=manifests("synth") if HAS_TRUTH else [],
+    output:
+        COHORT_TABLES,
+    log:
+        f"{RESULTS}/logs/cohort_phenotypes.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/cohort_phenotypes.tsv"
+    params:
+        sheet=SHEET[["subject", "split", "has_labels"]],
+        methods=["seg"] + COHORT_RECON_METHODS,
+        truth=HAS_TRUTH,
+    conda:
+        "../envs/cpu.yaml"
+    script:
+        "../workflow_scripts/cohort_phenotypes.py"
