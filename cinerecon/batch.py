@@ -116,12 +116,17 @@ def run_shard(stage: str, subjects: list[str], work: Callable[[str], object],
 
     outputs(subject) lists the files work(subject) writes: they are removed before the
     subject runs (no stale results) and after it fails (nothing partial is left).
-    Raises ShardError (the job fails) when several subjects were attempted and all failed:
-    that is a systematic problem (configuration, environment), not one bad subject.
+    Raises ShardError (the job fails) when several subjects were attempted and all failed,
+    unless every failure is an input fault (InputError: the subjects' own data, e.g. a
+    segmentation with no LV): that is a systematic problem (configuration, environment), not
+    one bad subject, while a shard of bad subjects still writes its manifest so that the cohort
+    tables list them.
     """
+    from cinerecon.io.nifti import InputError  # (nibabel: not at DAG-building time)
+
     log = log or logging.getLogger(f"cinerecon.{stage}")
     blocked = upstream_problems(upstream)
-    rows, attempted, failures = [], 0, []
+    rows, attempted, failures, systematic = [], 0, [], 0
     for subject in subjects:
         files = [Path(p) for p in outputs(subject)]
         remove_files(files)
@@ -145,11 +150,12 @@ def run_shard(stage: str, subjects: list[str], work: Callable[[str], object],
             print(f"cinerecon {stage} failed: {reason}", file=sys.stderr)
             rows.append([subject, "failed", reason, ""])
             failures.append(reason)
+            systematic += not isinstance(exc, InputError)
             continue
         log.info("subject %s done in %.2f s", subject, time.perf_counter() - start)
         rows.append([subject, "ok", "", files_digest(files)])
     table = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-    if attempted > 1 and len(failures) == attempted:
+    if attempted > 1 and len(failures) == attempted and systematic:
         raise ShardError(f"{stage}: all {attempted} subjects of the shard failed; first: {failures[0]}")
     write_tsv(manifest_path, table)
     return table

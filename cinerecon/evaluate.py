@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 
 from cinerecon.io.nifti import load_nifti
 from cinerecon.labels import SAX_LABELS
 from cinerecon.metrics.lax import lax_dice_rows, lax_intersection
 from cinerecon.metrics.truth import truth_rows
-from cinerecon.phenotypes import PHENOTYPE_COLUMNS, phenotypes, phenotypes_from_cine
+from cinerecon.phenotypes import (
+    PHENOTYPE_COLUMNS,
+    LabelFramesError,
+    ed_es_frames,
+    labelled_frames,
+    phenotypes,
+    phenotypes_from_cine,
+)
 
 PHASES = ("ED", "ES")
 
@@ -22,6 +30,22 @@ def phase_frame(frame: int, n_source: int, n_target: int) -> int:
 
 def _load_recon(subject, recon_paths: dict):
     return {phase: load_nifti(recon_paths[phase], subject)[:2] for phase in PHASES}
+
+
+def lax_phase_frames(lax_labels: np.ndarray, lax_affine, record: dict) -> dict:
+    """{phase: frame of the LAX label cine} to compare with the reconstruction's ED/ES.
+
+    A densely labelled LAX cine is read at the same cardiac phase as the SAX frames; one
+    labelled at its own ED and ES only (UK Biobank) at those frames (ed_es_frames: its LV
+    area), since its ES may fall a frame away from the SAX stack's.
+    """
+    labelled = labelled_frames(lax_labels)
+    if len(labelled) == lax_labels.shape[3]:
+        return {p: phase_frame(record["frames"][p], record["n_frames"], lax_labels.shape[3]) for p in PHASES}
+    try:
+        return ed_es_frames(lax_labels, lax_affine)
+    except LabelFramesError:
+        return {}
 
 
 LAX_ROW_COLUMNS = ["subject", "method", "phase", "view", "structure", "dice", "coverage", "n_ref_pixels"]
@@ -44,10 +68,11 @@ def lax_rows(subject: str, method: str, recon_paths: dict, record_path, lax_labe
             continue
         recon = recon or _load_recon(subject, recon_paths)
         lax, lax_affine, _ = load_nifti(path, subject)
+        frames = lax_phase_frames(lax, lax_affine, record)
         for phase in PHASES:
-            frame = phase_frame(record["frames"][phase], record["n_frames"], lax.shape[3])
-            if not lax[:, :, 0, frame].any():
-                continue  # the manual labels skip this frame (labelled at ED/ES of the LAX cine only)
+            frame = frames.get(phase)
+            if frame is None or not lax[:, :, 0, frame].any():
+                continue  # this phase is not labelled on this view
             volume, affine = recon[phase]
             rows += lax_dice_rows(volume, affine, lax[:, :, 0, frame], lax_affine, carried, subject=subject,
                                   method=method, phase=phase, view=view.removeprefix("la_"))

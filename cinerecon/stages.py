@@ -238,6 +238,12 @@ def directseg_run(layout: Layout, s: Subject) -> None:
 
 
 # ---- DeepRecon: batched inversion, lerp reconstruction, per-slice rows --------------------
+def frame_labels(layout: Layout, s: Subject) -> Path:
+    """The label cine that picks a subject's ED/ES slices for the generative methods: its
+    manual labels, or the network's segmentation of every frame for an unlabelled subject."""
+    return layout.aligned(s.id)["label_sa"] if s.labelled else layout.seg(s.id)
+
+
 class BatchedInversion:
     """Inverts the ED/ES slices of all subjects of a shard in shared batches, then writes
     each subject's codes for every variant (step count) when `run` is called for it."""
@@ -250,8 +256,7 @@ class BatchedInversion:
         self.errors, slices = {}, {}
         for s in subjects:
             try:
-                aligned = layout.aligned(s.id)
-                slices[s.id] = subject_slices(s.id, aligned["sa"], aligned["label_sa"])
+                slices[s.id] = subject_slices(s.id, layout.aligned(s.id)["sa"], frame_labels(layout, s))
             except Exception as exc:  # reported by run() for this subject alone
                 self.errors[s.id] = exc
         self.meta = slices
@@ -326,18 +331,18 @@ class BatchedDiffusion:
     volumes, `heldout_run` its held-out-slice rows."""
 
     def __init__(self, layout: Layout, subjects: list[Subject], model, seg_model, settings: dict,
-                 target_spacing_mm: float, device, method: str):
+                 target_spacing_mm: float, device, method: str, heldout_subjects=None):
         from cinerecon.latent.deeprecon_files import subject_slices
         from cinerecon.latent.dmcvr import DiffusionShard
 
         self.method, self.errors, self.meta = method, {}, {}
         for s in subjects:
             try:
-                aligned = layout.aligned(s.id)
-                self.meta[s.id] = subject_slices(s.id, aligned["sa"], aligned["label_sa"])
+                self.meta[s.id] = subject_slices(s.id, layout.aligned(s.id)["sa"], frame_labels(layout, s))
             except Exception as exc:  # reported by run() for this subject alone
                 self.errors[s.id] = exc
-        self.shard = DiffusionShard(self.meta, model, seg_model, settings, target_spacing_mm, device)
+        self.shard = DiffusionShard(self.meta, model, seg_model, settings, target_spacing_mm, device,
+                                    heldout_subjects)
 
     def outputs(self, layout: Layout, s: Subject) -> list[Path]:
         return list(layout.recon(self.method, s.id, images=True).values()) + [layout.diffusion_codes(self.method, s.id)]

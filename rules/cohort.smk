@@ -47,10 +47,34 @@ rule cohort_recon:
         "../workflow_scripts/cohort_recon.py"
 
 
+rule cohort_generative:
+    # phenotypes of the generative methods' reconstructions (results/recon/{method}/, every subject)
+    input:
+        recon=manifest("recon-{method}"),
+        seg=manifest("cohort-seg"),
+    output:
+        manifest("cohort-recon-{method}"),
+    wildcard_constraints:
+        method=GENERATIVE_PATTERN,
+    log:
+        f"{RESULTS}/logs/cohort_generative/{{method}}/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/cohort_generative/{{method}}/{{shard}}.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=shard_runtime(1),
+    params:
+        shard=shard_job(),
+    conda:
+        "../envs/cpu.yaml"
+    script:
+        "../workflow_scripts/cohort_generative.py"
+
+
 rule cohort_phenotypes:
     input:
         seg=manifests("cohort-seg"),
-        recon=[manifests(f"cohort-recon-{m}") for m in COHORT_RECON_METHODS],
+        recon=[manifests(f"cohort-recon-{m}") for m in COHORT_RECON_METHODS + COHORT_GENERATIVE],
         upstream=[manifests(stage) for stage in STATUS_STAGES],
         truth=manifests("synth") if HAS_TRUTH else [],
     output:
@@ -61,7 +85,7 @@ rule cohort_phenotypes:
         f"{RESULTS}/benchmarks/cohort_phenotypes.tsv"
     params:
         sheet=SHEET[["subject", "split", "has_labels"]],
-        methods=["seg"] + COHORT_RECON_METHODS,
+        methods=["seg"] + COHORT_RECON_METHODS + COHORT_GENERATIVE,
         truth=HAS_TRUTH,
     conda:
         "../envs/cpu.yaml"

@@ -148,8 +148,9 @@ DEEPRECON_VARIANTS = {n: deeprecon_variant(n) for n in INVERSION_STEPS} if DEEPR
 LATENT_METHODS = list(DEEPRECON_VARIANTS.values())
 LATENT_PATTERN = "|".join(LATENT_METHODS) or "NONE"
 DEEPRECON_MODELS = f"{RESULTS}/models/deeprecon/{DEEPRECON['preset']}"
-# Inverted: labelled subjects that train the synthetic-image Seg or are evaluated
-INVERT_SUBJECTS = [s for s in LABELLED if s in set(SEG_TRAIN + SEG_VAL + EVAL_SUBJECTS)] if DEEPRECON_ON else []
+# Inverted and reconstructed: every subject (the cohort table has a row per subject and
+# method; unlabelled subjects' ED/ES slices come from the network's segmentation)
+INVERT_SUBJECTS = SUBJECTS if DEEPRECON_ON else []
 
 
 # Motion adaptation (Eq. 3): the default pair is the first two test subjects; any other pair
@@ -224,6 +225,8 @@ def shard_evaluations(shard):
 # ---- cohort outputs: every subject, labelled or not, from the predicted segmentation --------
 COHORT_PHENOTYPES = {"recon_methods": BASELINE_METHODS, "qc": {}, **config.get("cohort_phenotypes", {})}
 COHORT_RECON_METHODS = list(COHORT_PHENOTYPES["recon_methods"]) if SEG_ON else []
+COHORT_GENERATIVE = GENERATIVE_METHODS if SEG_ON else []  # reconstructed for every subject
+GENERATIVE_PATTERN = "|".join(COHORT_GENERATIVE) or "NONE"
 COHORT_TABLES = (
     [f"{RESULTS}/tables/cohort_phenotypes.{ext}" for ext in ("parquet", "csv")]
     + ([f"{RESULTS}/tables/cohort_agreement.{ext}" for ext in ("parquet", "csv", "md")] if HAS_TRUTH else [])

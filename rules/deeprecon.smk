@@ -56,6 +56,7 @@ rule train_encoder:
 rule invert:
     input:
         upstream=manifest("align"),
+        segmented=manifest("seg"),  # ED/ES of unlabelled subjects
         generator=f"{DEEPRECON_MODELS}/generator.pt",
         encoder=f"{DEEPRECON_MODELS}/encoder.pt",
         seg=SEG_CHECKPOINT,
@@ -126,7 +127,7 @@ rule recon_latent:
         mem_mb=8000,
         runtime=shard_runtime(10 * max(1, len(LATENT_METHODS))),
     params:
-        shard=shard_job(EVAL_SUBJECTS),
+        shard=shard_job(),
         slices_shard=shard_job(SEG_EVAL_SUBJECTS),
         methods=LATENT_METHODS,
         target_spacing_mm=RECON["target_spacing_mm"],

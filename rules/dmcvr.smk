@@ -38,6 +38,7 @@ rule recon_diffusion:
     # slices) and PSNR/SSIM.
     input:
         upstream=manifest("align"),
+        segmented=manifest("seg"),  # ED/ES of unlabelled subjects
         model=lambda wc: diffusion_model(wc.method),
         seg=SEG_CHECKPOINT,
     output:
@@ -55,7 +56,7 @@ rule recon_diffusion:
         mem_mb=16000,
         runtime=shard_runtime(60),
     params:
-        shard=shard_job(EVAL_SUBJECTS),
+        shard=shard_job(),
         slices_shard=shard_job(SEG_EVAL_SUBJECTS),
         settings=DMCVR,
         target_spacing_mm=RECON["target_spacing_mm"],

@@ -6,7 +6,7 @@ REPORT = report_names(HAS_TRUTH, bool(SEG_EVAL_SUBJECTS), bool(GENERATIVE_METHOD
 OVERLAY_SUBJECTS = (LV_ON_LAX + [s for s in EVAL_SUBJECTS if s not in LV_ON_LAX])[: EVALUATION["overlay_subjects"]]
 STATUS_STAGES = (["synth"] if COHORT["kind"] == "synthetic" else []) + ["ingest", "crop", "align"]
 STATUS_STAGES += ["seg"] if SEG_ON else []
-STATUS_STAGES += (["cohort-seg"] + [f"cohort-recon-{m}" for m in COHORT_RECON_METHODS]) if SEG_ON else []
+STATUS_STAGES += (["cohort-seg"] + [f"cohort-recon-{m}" for m in COHORT_RECON_METHODS + COHORT_GENERATIVE]) if SEG_ON else []
 
 
 rule report:

@@ -70,6 +70,19 @@ def test_a_shard_where_every_subject_fails_fails_the_job(tmp_path):
     assert list(table["status"]) == ["failed"]
 
 
+def test_a_shard_of_bad_inputs_writes_its_manifest(tmp_path):
+    """Input faults (InputError, e.g. a predicted segmentation without LV) fail each subject
+    alone, even all of them: the cohort tables must still list them."""
+    from cinerecon.io.nifti import InputError
+
+    def work(s):
+        raise InputError(s, f"{s}/seg_sa.nii.gz", "need a 4D SAX label cine with an LV blood pool")
+
+    table = run_shard("cohort_recon", ["A", "B"], work, lambda s: [], tmp_path / "m.tsv")
+    assert list(table["status"]) == ["failed", "failed"] and (tmp_path / "m.tsv").exists()
+    assert "subject B: B/seg_sa.nii.gz: need" in table.loc[1, "reason"]
+
+
 def test_stale_outputs_are_cleared_and_missing_outputs_are_failures(tmp_path):
     (tmp_path / "A").mkdir()
     (tmp_path / "A" / "old.txt").write_text("stale")

@@ -100,7 +100,7 @@ def _consumer_frames(name, folder, tmp_path):
         from cinerecon.models.seg_files import training_frames
 
         lab, affine, _ = load_nifti(labels)
-        return tuple(training_frames("S1", labels, lab, affine, "all"))
+        return tuple(training_frames("S1", labels, lab, affine, "all", stride=5))  # ES survives the stride
     if name == "inversion":
         from cinerecon.latent.deeprecon_files import subject_slices
 
@@ -284,3 +284,39 @@ def test_ukbb_shaped_subject_files_hold_ed_es_sax_and_atria_lax_labels_and_full_
     assert {"truth_ed", "truth_es", "truth_phenotypes", "truth_shifts"} <= set(unlabelled)
     phen = json.loads(unlabelled["truth_phenotypes"].read_text())
     assert phen["LVCO"] == pytest.approx(phen["LVSV"] * phen["heart_rate_bpm"] / 1000)
+
+
+def test_lax_labels_at_their_own_es_are_read_at_that_frame(synth_subject, tmp_path):
+    """A LAX view labelled at ED and at its own ES (a frame off the SAX stack's) is compared
+    at those frames; a view missing from a labelled subject gives no rows."""
+    from cinerecon.baselines.files import reconstruct_subject
+    from cinerecon.evaluate import lax_rows
+
+    recon = {p: tmp_path / f"{p}.nii.gz" for p in ("ED", "ES")}
+    record = reconstruct_subject("S1", synth_subject["label_sa"], "nn", 2.0, recon, tmp_path / "recon.json")
+    lab = nib.load(synth_subject["label_la_4ch"])
+    dense = np.asanyarray(lab.dataobj)
+    es = record["frames"]["ES"]
+    sparse = np.zeros_like(dense)
+    sparse[..., 0], sparse[..., es + 1] = dense[..., 0], dense[..., es + 1]   # its own ES, one frame later
+    nib.save(nib.Nifti1Image(sparse, lab.affine), tmp_path / "label_la_4ch.nii.gz")
+    rows = lax_rows("S1", "nn", recon, tmp_path / "recon.json", {"la_4ch": tmp_path / "label_la_4ch.nii.gz"})
+    dense_rows = lax_rows("S1", "nn", recon, tmp_path / "recon.json", {"la_4ch": synth_subject["label_la_4ch"]})
+    assert set(rows["phase"]) == {"ED", "ES"}
+    ed = lambda r: r[(r["phase"] == "ED") & (r["structure"] == "LVC")]["dice"].iloc[0]  # noqa: E731
+    assert ed(rows) == pytest.approx(ed(dense_rows))
+    es_lvc = rows[(rows["phase"] == "ES") & (rows["structure"] == "LVC")]["dice"].iloc[0]
+    assert es_lvc > 0.6
+
+
+def test_a_missing_lax_label_file_of_a_labelled_subject_means_no_labels_on_that_view(synth_subject, tmp_path):
+    from cinerecon.preprocess.ingest import ingest_labels
+
+    src = ukbb_folder(tmp_path, synth_subject)
+    (src / "label_la_4ch.nii.gz").unlink()
+    out = {v: tmp_path / "out" / f"label_{v}.nii.gz" for v in VIEWS}
+    ingest_labels(src, "S1", out, lax=lax_conventions("ukbb"))
+    assert not np.asanyarray(nib.load(out["la_4ch"]).dataobj).any()
+    with pytest.raises(InputError, match="label_sa.nii.gz: file is missing"):
+        (src / "label_sa.nii.gz").unlink()
+        ingest_labels(src, "S1", out, lax=lax_conventions("ukbb"))

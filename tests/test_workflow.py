@@ -55,7 +55,8 @@ def test_tiny_synthetic_cohort_end_to_end(tmp_path):
     assert list(status["status"]) == ["ok"] * 4
     # every subject, labelled or not, has a row per method in the cohort table
     cohort = pd.read_parquet(results / "tables/cohort_phenotypes.parquet")
-    assert len(cohort) == 4 * 5 and set(cohort["method"]) == {"seg", "nn", "linear", "sdf", "cpd"}
+    generative = {"deeprecon_no", "deeprecon_5", "dmcvr", "diffae"}
+    assert len(cohort) == 4 * 9 and set(cohort["method"]) == {"seg", "nn", "linear", "sdf", "cpd"} | generative
     assert (cohort["status"] == "ok").all() and cohort["LVEDV"].notna().all()
     assert list(cohort.loc[cohort["method"] == "seg", "has_labels"]) == [True, True, True, False]
     truth_es = [json.loads((results / f"synthetic/{s}/truth/phenotypes.json").read_text())["es_frame"]
@@ -79,7 +80,6 @@ def test_tiny_synthetic_cohort_end_to_end(tmp_path):
     assert (results / "figures/lax_overlay_cpd.png").stat().st_size > 10_000
     assert (results / "models/seg/tiny/loss_curve.png").exists()
     seg = pd.read_parquet(results / "tables/seg_metrics_numeric.parquet")
-    generative = {"deeprecon_no", "deeprecon_5", "dmcvr", "diffae"}
     assert set(seg["method"]) == {"directseg", "wplus_segnet"} | generative
     assert set(seg["metric"]) == {"dice", "voe", "hd", "hd95", "asd", "assd"}  # DMCVR's Table 1 has them all
     quality = pd.read_csv(results / "tables/image_quality.csv")
@@ -108,7 +108,7 @@ def test_tiny_synthetic_cohort_end_to_end(tmp_path):
     latent = {"train_encoder": 1, "invert": 1, "train_seg_latent": 2, "recon_latent": 1,
               "train_wplus_segnet": 1, "wplus_segnet_rows": 1, "motion_adaptation": 1,
               "train_diffusion": 1, "recon_diffusion": 2, "evaluate": 4, "shard_evaluated": 1, "lax_overlay": 4}
-    cohort_jobs = {"seg_record": 1, "cohort_recon": 4, "cohort_phenotypes": 1}
+    cohort_jobs = {"seg_record": 1, "cohort_recon": 4, "cohort_generative": 4, "cohort_phenotypes": 1}
     assert job_counts(dry.stdout + dry.stderr) == {"seg": 1, "eval_directseg": 1, "report": 1,
                                                    "subject_status": 1, "all": 1, **latent, **cohort_jobs}
     # pre-trained mode: an existing checkpoint replaces training

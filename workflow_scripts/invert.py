@@ -16,5 +16,5 @@ with logged(snakemake.log[0], "invert_batch"):  # the shard's batched GPU work
                              load_generator(inp.generator, device), load_encoder(inp.encoder, device),
                              perceptual_from_seg(inp.seg, device), InversionSettings.from_dict(p.inversion),
                              device, {int(k): v for k, v in p.variants.items()})
-shard_stage(snakemake.log[0], "invert", p.shard, snakemake.output[0], [inp.upstream],
+shard_stage(snakemake.log[0], "invert", p.shard, snakemake.output[0], [inp.upstream, inp.segmented],
             batch.outputs, batch.run)

@@ -12,8 +12,9 @@ model = load_diffae(inp.model, device, seg_model=seg if method == "dmcvr" else N
 labelled = set(p.shard["labelled"])
 with logged(snakemake.log[0], f"load_slices[{method}]"):  # encoding and decoding run in passes, below
     batch = BatchedDiffusion(Layout.of_manifest(out.recon), [Subject(s, s in labelled) for s in p.shard["subjects"]],
-                             model, seg, p.settings, p.target_spacing_mm, device, method)
-shard_stage(snakemake.log[0], f"recon_diffusion[{method}]", p.shard, out.recon, [inp.upstream],
+                             model, seg, p.settings, p.target_spacing_mm, device, method,
+                             heldout_subjects=p.slices_shard["subjects"])
+shard_stage(snakemake.log[0], f"recon_diffusion[{method}]", p.shard, out.recon, [inp.upstream, inp.segmented],
             batch.outputs, batch.run)
 shard_stage(snakemake.log[0], f"eval_slices[{method}]", p.slices_shard, out.slices, [out.recon],
             acquired_rows_outputs, acquired_rows_run, method=method)

@@ -71,13 +71,17 @@ def write_phenotype_row(path, subject: str, method: str, row: dict, record: dict
 
 
 def recon_phenotype_row(subject: str, method: str, recon_paths: dict, recon_record_path, seg_record_path,
-                        phenotype_path) -> None:
-    """Phenotypes of a reconstruction from predicted labels, with the subject's heart rate."""
+                        phenotype_path, same_frames: bool = True) -> None:
+    """Phenotypes of a reconstruction, with the subject's heart rate and the reconstruction's
+    ED/ES frames. same_frames: the reconstruction was built from the predicted segmentation,
+    so its frames must be the segmentation record's (the generative methods take a labelled
+    subject's ED/ES from its manual labels instead)."""
     record = json.loads(Path(seg_record_path).read_text())
     recon = json.loads(Path(recon_record_path).read_text())
-    if recon["frames"] != record["frames"]:  # both come from label_ed_es on the same cine
+    if same_frames and recon["frames"] != record["frames"]:  # both from label_ed_es on one cine
         raise RuntimeError(f"subject {subject}: {method} reconstructed frames {recon['frames']}, "
                            f"the segmentation record has {record['frames']}")
     ed, affine, _ = load_nifti(recon_paths["ED"], subject)
     es, _, _ = load_nifti(recon_paths["ES"], subject)
-    write_phenotype_row(phenotype_path, subject, method, phenotypes(np.asarray(ed), np.asarray(es), affine), record)
+    write_phenotype_row(phenotype_path, subject, method, phenotypes(np.asarray(ed), np.asarray(es), affine),
+                        {**record, "frames": recon["frames"]})

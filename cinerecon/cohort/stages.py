@@ -34,6 +34,18 @@ def recon_run(layout: Layout, s, method: str, target_spacing_mm: float) -> None:
                         layout.cohort_phenotypes(method, s.id))
 
 
+def generative_outputs(layout: Layout, s, method: str) -> list[Path]:
+    return [layout.cohort_phenotypes(method, s.id)]
+
+
+def generative_run(layout: Layout, s, method: str) -> None:
+    """Phenotypes of a generative method's reconstruction (results/recon/{method}/, every
+    subject: ED/ES slices from the manual labels, or the predicted ones when unlabelled)."""
+    recon = layout.recon(method, s.id)
+    recon_phenotype_row(s.id, method, recon, recon["record"], layout.seg_record(s.id),
+                        layout.cohort_phenotypes(method, s.id), same_frames=False)
+
+
 def write_cohort_tables(sheet, seg_manifests, recon_manifests, upstream_manifests, methods: list[str],
                         with_truth: bool, tables_dir) -> None:
     """tables/cohort_phenotypes (parquet, CSV) from the shard manifests, and, with a known

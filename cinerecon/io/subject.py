@@ -7,6 +7,7 @@ Layout of a subject folder (UK Biobank conversions use the same names):
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import nibabel as nib
@@ -15,6 +16,8 @@ import numpy as np
 from cinerecon.io.nifti import InputError, frame_interval, load_nifti
 from cinerecon.labels import LAX_CONVENTIONS, LAX_VIEWS, SAX_LABELS, describe_convention
 from cinerecon.phenotypes import LabelFramesError, ed_es_frames
+
+log = logging.getLogger(__name__)
 
 VIEWS = ("sa",) + tuple(f"la_{v}" for v in LAX_VIEWS)
 MIN_SPACING_MM, MAX_SPACING_MM = 0.2, 25.0
@@ -121,11 +124,14 @@ def load_labels(folder, subject: str, view: str, image_shape, image_affine,
                 convention: str = "full") -> np.ndarray:
     """Load and validate one view's labels; uint8 in the pipeline's values.
 
-    A SAX label cine must label at least two frames (ED and ES). A LAX view whose
-    convention carries no labels (ukbb 3ch) may have no file: it reads as all background.
+    A SAX label cine must label at least two frames (ED and ES). A LAX label file may be
+    missing (ukbb has no 3ch labels; some annotated subjects lack a view): the view reads as
+    all background, which every evaluation treats as unlabelled.
     """
     path = Path(folder) / label_name(view)
-    if view != "sa" and not allowed_labels(view, convention) - {0} and not path.exists():
+    if view != "sa" and not path.exists():
+        if allowed_labels(view, convention) - {0}:  # a labelled subject may miss a LAX view's labels
+            log.warning("subject %s: %s is missing: view %s has no manual labels", subject, path.name, view)
         return np.zeros(image_shape, np.uint8)
     labels, affine, _ = load_nifti(path, subject)
     validate_labels(subject, path, labels, affine, view, image_shape, image_affine, convention)

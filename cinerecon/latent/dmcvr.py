@@ -181,8 +181,10 @@ class DiffusionShard:
     """
 
     def __init__(self, subjects: dict, model: DiffAE, seg_model, settings: dict, target_spacing_mm: float,
-                 device):
+                 device, heldout_subjects=None):
         self.subjects, self.model, self.seg_model, self.device = subjects, model, seg_model, device
+        # held-out slices are decoded only for these (evaluated, labelled) subjects; None: all
+        self.heldout_subjects = set(subjects if heldout_subjects is None else heldout_subjects)
         self.settings, self.target_spacing_mm = settings, target_spacing_mm
         self.pending = list(subjects)
         self.codes, self.results, self.k, self.passes, self.pass_of, self.failed = {}, {}, {}, [], {}, {}
@@ -230,7 +232,10 @@ class DiffusionShard:
             self.k[s] = z_upsampling_factor(float(np.linalg.norm(meta["affine"][:3, 2])), self.target_spacing_mm)
             for i, phase in enumerate(PHASES):
                 stack = select(self.codes[s], slice(i * z, (i + 1) * z))
-                for kind, part in (("volume", fine_codes(stack, self.k[s])), ("heldout", heldout_codes(stack))):
+                kinds = [("volume", fine_codes(stack, self.k[s]))]
+                if s in self.heldout_subjects:
+                    kinds.append(("heldout", heldout_codes(stack)))
+                for kind, part in kinds:
                     spans[s, phase, kind] = (offset, len(part["z_sem"]))
                     offset += len(part["z_sem"])
                     parts.append(part)

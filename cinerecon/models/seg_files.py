@@ -36,11 +36,13 @@ def default_device() -> str:
 def training_frames(subject: str, path, labels: np.ndarray, affine: np.ndarray, which: str,
                     stride: int = 1) -> list[int]:
     """Frames with labels used for training: ED and ES, or every `stride`-th labelled frame
-    (an all-background frame is unlabelled, never a training target)."""
-    if which == "all":
-        return [int(t) for t in labelled_frames(labels)[::stride]]
+    and always ED and ES (an all-background frame is unlabelled, never a training target; a
+    UK Biobank cine labelled at ED and ES gives both, whatever the stride)."""
     frames = label_ed_es(subject, path, labels, affine)
-    return sorted({frames["ED"], frames["ES"]})
+    chosen = {frames["ED"], frames["ES"]}
+    if which == "all":
+        chosen |= {int(t) for t in labelled_frames(labels)[::stride]}
+    return sorted(chosen)
 
 
 def load_training_set(pairs, which_frames: str, stride: int = 1):
