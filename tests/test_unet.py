@@ -97,6 +97,17 @@ def test_soft_dice_hand_example():
     assert seg_loss(logits, target).item() == pytest.approx(ce + 1 - expected_1, abs=1e-6)
 
 
+def test_seg_loss_leaves_classes_absent_from_the_batch_out_of_the_dice_term():
+    """A batch without RV must not reward predicting RV nowhere (it collapsed the RV class
+    when only ED/ES slices were labelled); CE alone judges RV there."""
+    target = torch.from_numpy(disc_ring_data(2, 16)[1])
+    target[target == 3] = 0
+    logits = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    ce = torch.nn.functional.cross_entropy(logits, target)
+    present = soft_dice(logits, target)[1:3].mean()
+    assert seg_loss(logits, target).item() == pytest.approx((ce + 1 - present).item(), abs=1e-6)
+
+
 # (c) determinism -----------------------------------------------------------------------
 def test_training_is_deterministic(disc_data):
     x, y = disc_data[0][:24], disc_data[1][:24]

@@ -177,12 +177,18 @@ def soft_dice(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -
 
 def seg_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float = 1.0,
              smooth: float = 1.0) -> torch.Tensor:
-    """Cross-entropy + dice_weight * (1 - mean soft Dice over the foreground classes 1..n-1).
+    """Cross-entropy + dice_weight * (1 - mean soft Dice over the foreground classes 1..n-1
+    present in the batch's target).
 
     CE gives well-behaved per-pixel gradients early on; the Dice term counters the
     background's dominance of the pixel count (the heart is a few % of a SAX slice),
-    as in DeepRecon's Seg. ``target`` is (B, H, W) integer labels.
+    as in DeepRecon's Seg. A class absent from the batch is left out of the Dice term: its
+    smoothed Dice would reward predicting it nowhere, and with few labelled slices (UK
+    Biobank's ED/ES labels) that was seen to collapse the RV class for good; CE still
+    penalises false positives. ``target`` is (B, H, W) integer labels.
     """
     ce = F.cross_entropy(logits, target.long())
-    dice = soft_dice(logits, target, smooth)[1:].mean()
+    per_class = soft_dice(logits, target, smooth)[1:]
+    present = torch.bincount(target.flatten().long(), minlength=logits.shape[1])[1:] > 0
+    dice = per_class[present].mean() if bool(present.any()) else per_class.mean()
     return ce + dice_weight * (1.0 - dice)
