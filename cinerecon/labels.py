@@ -51,6 +51,20 @@ def lax_structures(convention: str, view: str) -> dict[int, str]:
     return {value: LAX_LABELS[value] for value in LAX_CONVENTIONS[convention][view].values()}
 
 
+def lax_value_table(convention: str, view: str, to_file: bool = False):
+    """A 256-entry uint8 lookup table for a LAX view's labels: file values -> pipeline values
+    (`to_file`: the reverse; values the convention does not carry become background)."""
+    import numpy as np
+
+    table = np.zeros(256, np.uint8)
+    for file_value, value in LAX_CONVENTIONS[convention][view].items():
+        if to_file:
+            table[value] = file_value
+        else:
+            table[file_value] = value
+    return table
+
+
 def describe_convention(convention: str, view: str) -> str:
     """'1 = LA, 2 = RA' (the file's values), or 'no labels'."""
     mapping = LAX_CONVENTIONS[convention][view]

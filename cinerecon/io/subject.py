@@ -14,7 +14,7 @@ import nibabel as nib
 import numpy as np
 
 from cinerecon.io.nifti import InputError, frame_interval, load_nifti
-from cinerecon.labels import LAX_CONVENTIONS, LAX_VIEWS, SAX_LABELS, describe_convention
+from cinerecon.labels import LAX_CONVENTIONS, LAX_VIEWS, SAX_LABELS, describe_convention, lax_value_table
 from cinerecon.phenotypes import LabelFramesError, ed_es_frames
 
 log = logging.getLogger(__name__)
@@ -43,10 +43,7 @@ def to_pipeline_values(labels: np.ndarray, view: str, convention: str = "full") 
     labels = np.asarray(labels).astype(np.uint8)
     if view == "sa":
         return labels
-    lut = np.zeros(256, np.uint8)
-    for value, pipeline_value in LAX_CONVENTIONS[convention][view.removeprefix("la_")].items():
-        lut[value] = pipeline_value
-    return lut[labels]
+    return lax_value_table(convention, view.removeprefix("la_"))[labels]
 
 
 def validate_image(subject: str, path, data: np.ndarray, affine: np.ndarray, view: str) -> None:

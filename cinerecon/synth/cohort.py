@@ -19,7 +19,7 @@ import pandas as pd
 from cinerecon.geometry import apply_affine
 from cinerecon.io.files import write_json, write_tsv
 from cinerecon.io.nifti import save_nifti
-from cinerecon.labels import LAX_CONVENTIONS, LAX_VIEWS, RVC, lax_conventions
+from cinerecon.labels import LAX_CONVENTIONS, LAX_VIEWS, RVC, lax_conventions, lax_value_table
 from cinerecon.synth import heart as H
 from cinerecon.synth import scanner as S
 
@@ -55,10 +55,8 @@ class LabelPlan:
         if self.frames == "ed_es":
             out[..., [t for t in range(out.shape[3]) if t not in (0, es_frame)]] = 0
         if view != "sa":  # pipeline values -> the file convention's (others become background)
-            lut = np.zeros(256, np.uint8)
-            for file_value, value in LAX_CONVENTIONS[self.lax[view.removeprefix("la_")]][view.removeprefix("la_")].items():
-                lut[value] = file_value
-            out = lut[out]
+            lax_view = view.removeprefix("la_")
+            out = lax_value_table(self.lax[lax_view], lax_view, to_file=True)[out]
         return out
 
 
