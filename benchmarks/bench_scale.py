@@ -64,6 +64,7 @@ def cohort_config(folder: Path, n: int, labelled: float, per_shard: int) -> Path
     split = ["train" if i % 10 < 7 else "val" if i % 10 == 7 else "test" for i in range(n)]
     has_labels = [i < labelled * n for i in range(n)]
     sheet = folder / "subjects.tsv"
+    (folder / "ukbb").mkdir(exist_ok=True)  # the configured root must exist; its files need not
     pd.DataFrame({"subject": ids, "split": split, "has_labels": has_labels}).to_csv(sheet, sep="\t", index=False)
     cfg = {"results": str(folder / "results"),
            "cohort": {"kind": "nifti", "nifti": {"root": str(folder / "ukbb"), "sheet": str(sheet)}},

@@ -8,9 +8,11 @@ usual layout; Snakemake sees only the shard's manifest, one TSV row per subject:
     subject  status  reason  digest
 
 `status` is `ok`, `failed` (this stage raised; `reason` says why) or `skipped` (an earlier
-stage failed for that subject). `digest` hashes the subject's output files, so a manifest
-changes exactly when some subject's outputs change. A bad subject therefore fails alone:
-its stage outputs are removed, the rest of its shard carries on, and the report lists it.
+stage failed for that subject). `digest` hashes the subject's inputs and output files
+(cinerecon.journal), so a manifest changes exactly when some subject's results or what they
+were made from change. A bad subject fails alone: its stage outputs are removed, the rest of
+its shard carries on, and the report lists it. An environment fault fails the job instead
+(cinerecon.faults), and the retry resumes from the shard's journal.
 """
 
 from __future__ import annotations
@@ -26,13 +28,10 @@ from pathlib import Path
 import pandas as pd
 
 from cinerecon.io.files import write_tsv
+from cinerecon.journal import Journal, canonical, code_version, content_digest, sha1, stat_digest
 
 SHARD_PATTERN = r"b[0-9]+"
 MANIFEST_COLUMNS = ["subject", "status", "reason", "digest"]
-
-
-class ShardError(RuntimeError):
-    """Every subject of a shard failed: a systematic problem, not a bad subject."""
 
 
 def make_shards(subjects: list[str], size: int) -> dict[str, list[str]]:
@@ -105,59 +104,117 @@ def upstream_problems(manifest_paths: Iterable) -> dict[str, str]:
 
 
 def remove_files(paths: Iterable) -> None:
-    for path in paths:
-        Path(path).unlink(missing_ok=True)
+    from cinerecon.io.files import remove_with_temporaries
+
+    remove_with_temporaries(paths)
+
+
+def is_manifest(path) -> bool:
+    """results/shards/{stage}/{shard}.tsv"""
+    path = Path(path)
+    return path.suffix == ".tsv" and path.parent.parent.name == "shards"
+
+
+def upstream_rows(manifest_paths: Iterable) -> dict[str, list]:
+    """{subject: [[stage, status, digest], ...]} over the given manifests, in their order."""
+    rows: dict[str, list] = {}
+    for path in manifest_paths:
+        stage = Path(path).parent.name
+        for row in read_manifests([path]).itertuples():
+            rows.setdefault(row.subject, []).append([stage, row.status, row.digest])
+    return rows
 
 
 def run_shard(stage: str, subjects: list[str], work: Callable[[str], object],
               outputs: Callable[[str], list], manifest_path, upstream: Iterable = (),
-              log: logging.Logger | None = None) -> pd.DataFrame:
-    """Run `work(subject)` for every subject, isolate failures, write the manifest.
+              log: logging.Logger | None = None, describe: Callable[[str], object] | None = None,
+              raw_files: Callable[[str], list] | None = None) -> pd.DataFrame:
+    """Run `work(subject)` for every subject, isolate input faults, resume, write the manifest.
 
     outputs(subject) lists the files work(subject) writes: they are removed before the
     subject runs (no stale results) and after it fails (nothing partial is left).
-    Raises ShardError (the job fails) when several subjects were attempted and all failed,
-    unless every failure is an input fault (InputError: the subjects' own data, e.g. a
-    segmentation with no LV): that is a systematic problem (configuration, environment), not
-    one bad subject, while a shard of bad subjects still writes its manifest so that the cohort
-    tables list them.
+    upstream: the job's declared inputs; manifests among them block subjects that failed
+    earlier and, with every other input file (by content), enter each subject's digest.
+    describe(subject): what else the subject's results depend on (settings; plain data).
+    raw_files(subject): files read from outside the results root (ingest), checked by
+    size and mtime for reuse.
+
+    Faults (cinerecon.faults): an input or internal fault fails the subject alone; an
+    environment fault (out of memory, I/O, signals) removes the subject's partial files and
+    fails the job, so that a retry runs exactly the subjects not yet finished (journal).
     """
-    from cinerecon.io.nifti import InputError  # (nibabel: not at DAG-building time)
+    from cinerecon.faults import ENVIRONMENT, INTERNAL, fault_class
 
     log = log or logging.getLogger(f"cinerecon.{stage}")
-    blocked = upstream_problems(upstream)
-    rows, attempted, failures, systematic = [], 0, [], 0
-    for subject in subjects:
+    upstream = [str(p) for p in upstream]
+    manifests = [p for p in upstream if is_manifest(p)]
+    other_inputs = {"/".join(Path(p).parts[-3:]): content_digest(p) for p in upstream if not is_manifest(p)}
+    blocked, rows_of = upstream_problems(manifests), upstream_rows(manifests)
+    journal = Journal(manifest_path)
+    done = journal.load()
+    rows, entries, reused, total = [], [], 0, len(subjects)
+    started = time.perf_counter()
+    for n, subject in enumerate(subjects, 1):
         files = [Path(p) for p in outputs(subject)]
-        remove_files(files)
         if subject in blocked:
+            remove_files(files)
             log.warning("subject %s skipped: failed earlier at %s", subject, blocked[subject])
             rows.append([subject, "skipped", blocked[subject], ""])
             continue
-        attempted += 1
-        start = time.perf_counter()
+        inputs = sha1(canonical({"stage": stage, "upstream": rows_of.get(subject, []), "inputs": other_inputs,
+                                 "subject": describe(subject) if describe else subject}))
+        key = sha1(inputs, code_version(), stat_digest(raw_files(subject)) if raw_files else "")
+        entry = done.get(subject)
+        if entry and entry.get("key") == key and (
+                entry["status"] == "failed" or entry.get("stat") == stat_digest(files)):
+            if entry["status"] == "failed":
+                remove_files(files)
+            rows.append([subject, entry["status"], entry["reason"], entry["digest"]])
+            entries.append(entry)
+            reused += 1
+            log.info("subject %s (%d/%d): unchanged since a previous run (%s), not recomputed",
+                     subject, n, total, entry["status"])
+            continue
+        remove_files(files)
+        subject_start = time.perf_counter()
         try:
             work(subject)
             missing = [str(p) for p in files if not p.exists()]
             if missing:
                 raise RuntimeError(f"{stage} did not write {missing}")
-        except Exception as exc:  # one subject's failure must not stop its shard
-            remove_files(files)
+        except BaseException as exc:
+            remove_files(files)  # nothing partial is left
+            kind = fault_class(exc)
             reason = " ".join(str(exc).split()) or type(exc).__name__
+            if kind == ENVIRONMENT:
+                log.error("subject %s (%d/%d): environment fault, stopping the job so that it is "
+                          "retried (%d subjects finished are kept): %s: %s", subject, n, total,
+                          len(entries), type(exc).__name__, reason)
+                raise
+            if kind == INTERNAL:
+                reason = f"internal error ({type(exc).__name__}): {reason}"
             if subject not in reason:
                 reason = f"subject {subject}: {reason}"
-            log.error("%s failed: %s", stage, reason, exc_info=not isinstance(exc, ValueError))
+            log.error("%s failed: %s", stage, reason, exc_info=kind == INTERNAL)
             print(f"cinerecon {stage} failed: {reason}", file=sys.stderr)
-            rows.append([subject, "failed", reason, ""])
-            failures.append(reason)
-            systematic += not isinstance(exc, InputError)
-            continue
-        log.info("subject %s done in %.2f s", subject, time.perf_counter() - start)
-        rows.append([subject, "ok", "", files_digest(files)])
+            entry = {"subject": subject, "key": key, "status": "failed", "reason": reason, "digest": ""}
+        else:
+            digest = sha1(inputs, files_digest(files))
+            entry = {"subject": subject, "key": key, "status": "ok", "reason": "", "digest": digest,
+                     "stat": stat_digest(files)}
+            elapsed = time.perf_counter() - started
+            computed = n - reused - sum(r[1] == "skipped" for r in rows)
+            left = elapsed / max(computed, 1) * (total - n)
+            log.info("subject %s (%d/%d) done in %.2f s; %.0f s elapsed, ~%.0f s left",
+                     subject, n, total, time.perf_counter() - subject_start, elapsed, left)
+        journal.record(entry)
+        entries.append(entry)
+        rows.append([subject, entry["status"], entry["reason"], entry["digest"]])
     table = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-    if attempted > 1 and len(failures) == attempted and systematic:
-        raise ShardError(f"{stage}: all {attempted} subjects of the shard failed; first: {failures[0]}")
     write_tsv(manifest_path, table)
+    journal.rewrite(entries)
+    if reused:
+        log.info("%d of %d subjects reused from an earlier run", reused, total)
     return table
 
 

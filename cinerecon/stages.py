@@ -246,22 +246,40 @@ def frame_labels(layout: Layout, s: Subject) -> Path:
 
 class BatchedInversion:
     """Inverts the ED/ES slices of all subjects of a shard in shared batches, then writes
-    each subject's codes for every variant (step count) when `run` is called for it."""
+    each subject's codes for every variant (step count) when `run` is called for it.
+
+    The inversion runs when the first subject is asked for, over every subject of the shard
+    whichever of them still need it (a resumed job), so that the batches, and therefore the
+    bytes of every result, are those of an uninterrupted run.
+    """
 
     def __init__(self, layout: Layout, subjects: list[Subject], G, E, perceptual, settings, device,
                  variants: dict):
+        self.layout, self.variants = layout, variants  # {steps: method name}
+        self.subjects, self.models, self.settings, self.device = subjects, (G, E, perceptual), settings, device
+        self.errors, self.meta, self.codes, self.failure = {}, None, None, None
+        self.history: list = []
+
+    def _compute(self) -> None:
+        from cinerecon.faults import ENVIRONMENT, fault_class
         from cinerecon.latent.deeprecon_files import invert_subjects, subject_slices
 
-        self.layout, self.variants = layout, variants  # {steps: method name}
-        self.errors, slices = {}, {}
-        for s in subjects:
+        if self.failure is not None:  # the shard's inversion failed: every subject fails with it
+            raise self.failure
+
+        slices = {}
+        for s in self.subjects:
             try:
-                slices[s.id] = subject_slices(s.id, layout.aligned(s.id)["sa"], frame_labels(layout, s))
+                slices[s.id] = subject_slices(s.id, self.layout.aligned(s.id)["sa"], frame_labels(self.layout, s))
             except Exception as exc:  # reported by run() for this subject alone
                 self.errors[s.id] = exc
+        try:
+            self.codes = invert_subjects(slices, *self.models, self.settings, self.device, self.history)
+        except Exception as exc:
+            if fault_class(exc) != ENVIRONMENT:
+                self.failure = exc
+            raise
         self.meta = slices
-        self.history: list = []
-        self.codes = invert_subjects(slices, G, E, perceptual, settings, device, self.history)
 
     def outputs(self, layout: Layout, s: Subject) -> list[Path]:
         return [layout.latent(name, s.id) for name in self.variants.values()]
@@ -269,6 +287,8 @@ class BatchedInversion:
     def run(self, layout: Layout, s: Subject) -> None:
         from cinerecon.latent.deeprecon_files import save_latents
 
+        if self.codes is None:
+            self._compute()
         if s.id in self.errors:
             raise self.errors[s.id]
         meta = self.meta[s.id]

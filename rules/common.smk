@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 from cinerecon.batch import SHARD_PATTERN, make_shards, stat_fingerprint
+from cinerecon.config_checks import check_workflow_config
 from cinerecon.io.sheet import SUBJECT_PATTERN, cohort_sheet, lax_of
 from cinerecon.io.subject import VIEWS
 from cinerecon.latent.names import deeprecon_variant
@@ -183,6 +184,7 @@ DMCVR = {"enabled": False, "preset": "tiny", "methods": ["dmcvr", "diffae"], "fr
          "inference_batch_size": 64, "subjects_per_pass": 8, "model": {},
          **config.get("dmcvr", {})}
 DMCVR_ON = bool(DMCVR["enabled"]) and SEG_ON and bool(SEG_TRAIN)
+check_workflow_config(config, SHEET, workflow)  # strict inputs: refuse what the *_ON switches would drop
 DIFFUSION_METHODS = list(DMCVR["methods"]) if DMCVR_ON else []
 DIFFUSION_PATTERN = "|".join(DIFFUSION_METHODS) or "NONE"
 

@@ -6,6 +6,7 @@ rule evaluate:
     input:
         recon=manifest("recon-{method}"),
         crop=manifest("crop"),  # the LAX labels
+        truth=[manifest("synth")] if HAS_TRUTH else [],  # the synthetic truth volumes
     output:
         manifest("eval-{method}"),
     wildcard_constraints:
@@ -28,7 +29,8 @@ rule evaluate:
 
 rule reference_phenotypes:
     input:
-        manifest("align"),
+        aligned=manifest("align"),  # the label stack
+        truth=[manifest("synth")] if HAS_TRUTH else [],  # the synthetic truth phenotypes
     output:
         manifest("reference"),
     log:

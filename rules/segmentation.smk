@@ -56,7 +56,8 @@ rule seg:
 
 rule eval_directseg:
     input:
-        manifest("seg"),
+        segmented=manifest("seg"),
+        aligned=manifest("align"),  # the manual labels
     output:
         manifest("directseg"),
     log:

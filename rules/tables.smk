@@ -27,6 +27,7 @@ rule report:
         methods=RECON_METHODS,
         truth=HAS_TRUTH,
         method_order=BASELINE_METHODS + ["directseg", "wplus_segnet"] + GENERATIVE_METHODS + ["labels"],
+        splits=SHEET.loc[EVAL_SUBJECTS, "split"].to_dict(),  # the `split` column of the tables
     conda:
         "../envs/cpu.yaml"
     script:

@@ -3,6 +3,7 @@
 import io
 import json
 import logging
+import warnings
 import zipfile
 
 import nibabel as nib
@@ -124,15 +125,24 @@ def test_pixel_axes_and_affine_follow_the_dicom_standard(tmp_path):
     folder = tmp_path / "aniso"
     rot, _ = np.linalg.qr(rng.normal(size=(3, 3)))
     rot[:, 2] = np.cross(rot[:, 0], rot[:, 1])       # right-handed: slices along i x j
-    for view, (shape, zooms) in {"sa": ((40, 30, 3, 3), (1.25, 2.0, 9.0)),
-                                 "la_2ch": ((36, 44, 1, 3), (1.5, 1.1, 6.0)),
-                                 "la_3ch": ((36, 44, 1, 3), (1.5, 1.1, 6.0)),
-                                 "la_4ch": ((36, 44, 1, 3), (1.5, 1.1, 6.0))}.items():
+    sax_affine = np.eye(4)
+    sax_affine[:3, :3] = rot @ np.diag((1.25, 2.0, 9.0))
+    sax_affine[:3, 3] = rng.normal(0, 50, 3)
+    centre = sax_affine[:3, :3] @ [19.5, 14.5, 1.0] + sax_affine[:3, 3]
+    affines = {"sa": sax_affine}
+    for view, angle in (("la_2ch", 90), ("la_3ch", 45), ("la_4ch", 0)):
+        # LAX planes contain the stack normal (rot[:, 2]) and pass through the stack's centre
+        a = np.deg2rad(angle)
+        i_dir = np.cos(a) * rot[:, 0] + np.sin(a) * rot[:, 1]
+        axes = np.stack([i_dir, rot[:, 2], np.cross(i_dir, rot[:, 2])], axis=1)
         affine = np.eye(4)
-        affine[:3, :3] = rot @ np.diag(zooms)
-        affine[:3, 3] = rng.normal(0, 50, 3)
+        affine[:3, :3] = axes @ np.diag((1.5, 1.1, 6.0))
+        affine[:3, 3] = centre - affine[:3, :3] @ [17.5, 21.5, 0.0]
+        affines[view] = affine
+    for view, shape in {"sa": (40, 30, 3, 3), "la_2ch": (36, 44, 1, 3), "la_3ch": (36, 44, 1, 3),
+                        "la_4ch": (36, 44, 1, 3)}.items():
         data = rng.integers(-2000, 3000, size=shape).astype(np.int16)   # signed values too
-        save_nifti(folder / f"{view}.nii.gz", data, affine, 0.03)
+        save_nifti(folder / f"{view}.nii.gz", data, affines[view], 0.3)
     out, meta = convert(tmp_path, folder)
     assert_same_as(folder, out)
     data, affine, _ = load(out / "sa.nii.gz")
@@ -148,7 +158,7 @@ def test_pixel_axes_and_affine_follow_the_dicom_standard(tmp_path):
             assert (dr, dc) == pytest.approx((2.0, 1.25))
             k = int(np.argmin([abs(np.linalg.norm(affine @ [0, 0, kk, 1] - np.r_[LPS @ ipp, 1]))
                                for kk in range(3)]))
-            t = int(round(float(ds.TriggerTime) / 30.0))
+            t = int(round(float(ds.TriggerTime) / 300.0))
             for r, c in [(0, 0), (29, 0), (0, 39), (17, 5)]:
                 lps = ipp + c * dc * iop[:3] + r * dr * iop[3:]
                 assert np.allclose(affine @ [c, r, k, 1], np.r_[LPS @ lps, 1], atol=1e-4)
@@ -250,13 +260,24 @@ def test_missing_slice_is_refused_as_unequal_spacing(tmp_path, subject):
     expect_error(tmp_path, subject, "unequally spaced.*missing", {"edit": edit})
 
 
-def test_missing_frames_name_subject_zip_and_member(tmp_path, subject):
-    def edit(ds, info):
-        return None if info["view"] == "sa" and info["slice"] == 5 and info["frame"] == 2 else ds
+def test_missing_frames_name_subject_zip_and_file_without_uids(tmp_path, subject):
+    """The failing file is named by its position in the zip, series description and instance
+    number: never by its member name (UID-like here, as often in real deliveries) or a UID."""
+    seen = {"uids": set()}
 
-    err = expect_error(tmp_path, subject, r"3 of 4 frames", {"edit": edit})
-    assert zip_names(EID)["sax"] in err.path and "member" in err.path and ".dcm" in err.path
-    assert "CINE_segmented_SAX_b6" in err.reason
+    def edit(ds, info):
+        seen["uids"] |= {info["member"].removesuffix(".dcm"), ds.SOPInstanceUID,
+                         ds.SeriesInstanceUID, ds.StudyInstanceUID, ds.FrameOfReferenceUID}
+        if info["view"] == "sa" and info["slice"] == 5:
+            seen["description"] = ds.SeriesDescription
+            return None if info["frame"] == 2 else ds
+        return ds
+
+    err = expect_error(tmp_path, subject, r"3 of 4 frames", {"edit": edit, "shuffle": True})
+    assert zip_names(EID)["sax"] in err.path and "file #" in err.path and ".dcm" not in str(err)
+    assert f"'{seen['description']}' image " in err.path and seen["description"] in err.reason
+    for uid in seen["uids"]:
+        assert uid not in str(err)
 
 
 def test_truncated_zip_is_refused(tmp_path, subject):
@@ -276,7 +297,8 @@ def test_corrupt_zip_member_is_refused(tmp_path, subject):
     blob[start:start + 40] = bytes(40)
     zips["lax"].write_bytes(bytes(blob))
     err = expect_error(tmp_path, subject, "cannot extract", zips=list(zips.values()))
-    assert info.filename in err.path
+    assert err.path.endswith(f"{zips['lax']} (file #4 of {len(zf.namelist())} in the zip)")
+    assert info.filename not in str(err)
 
 
 def test_zip_without_sax_series_is_refused(tmp_path, subject):
@@ -298,7 +320,7 @@ def test_dicom_without_pixel_data_is_refused(tmp_path, subject):
         return ds
 
     err = expect_error(tmp_path, subject, "no pixel data", {"edit": edit})
-    assert zip_names(EID)["lax"] in err.path and "member" in err.path
+    assert zip_names(EID)["lax"] in err.path and "'CINE_segmented_LAX_3Ch' image 2)" in err.path
 
 
 def test_files_of_two_patients_are_refused(tmp_path, subject):
@@ -350,3 +372,73 @@ def test_quirks_reject_unknown_settings():
         DicomQuirks.from_dict({"sax_layuot": "mixed"})
     with pytest.raises(ValueError, match="sax_layout"):
         DicomQuirks(sax_layout="interleaved")
+
+
+def test_invalid_header_values_are_read_without_echoing_them(tmp_path, subject, caplog):
+    """pydicom's warnings quote the offending header value (here an invalid UID and date and an
+    unknown character set carrying a made-up identifier): ingest reads quietly, says in
+    meta.json how many warnings it withheld, lets no warning, log record or error text carry
+    a value, and restores pydicom's settings and logger afterwards."""
+    secrets = ["1.2.826.0.1.3680043.8.498.7654321.PATIENT", "15-03-2016", "PATIENT7654321"]
+
+    def edit(ds, info):
+        if info["view"] == "la_4ch":
+            ds.SeriesInstanceUID = secrets[0]                    # invalid UI (letters)
+            ds.AcquisitionDate = secrets[1]                      # invalid DA
+            ds.SpecificCharacterSet = secrets[2]                 # unknown: warned even unvalidated
+        return ds
+
+    with warnings.catch_warnings():                              # the writer's own complaints
+        warnings.simplefilter("ignore")
+        zips = write_ukbb_zips(subject, EID, tmp_path / "zips_a", {"edit": edit})
+    # control: plain pydicom reading echoes the values
+    with zipfile.ZipFile(zips["lax"]) as zf:
+        blobs = [zf.read(n) for n in zf.namelist() if n.endswith(".dcm")]
+    with warnings.catch_warnings(record=True) as control:
+        warnings.simplefilter("always")
+        for blob in blobs:
+            ds = pydicom.dcmread(io.BytesIO(blob))
+            ds.get("SeriesInstanceUID"), ds.get("SeriesDescription"), ds.get("AcquisitionDate")
+    assert all(any(x in str(w.message) for w in control) for x in secrets[::2])
+
+    caplog.clear()
+    mode = pydicom.config.settings.reading_validation_mode
+    logger = logging.getLogger("pydicom")
+    handlers, propagate = list(logger.handlers), logger.propagate
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.DEBUG):
+        warnings.simplefilter("always")
+        out, meta = convert(tmp_path, subject, zips=list(zips.values()))
+    assert_same_as(subject, out)
+    assert caught == [] and caplog.records                       # our own warnings still log
+    assert pydicom.config.settings.reading_validation_mode == mode
+    assert logger.handlers == handlers and logger.propagate == propagate
+    (withheld,) = [w for w in meta["warnings"] if "withheld" in w]
+    assert "warning(s) from the DICOM reader" in withheld
+    for text in (caplog.text, (out / "meta.json").read_text()):
+        for secret in [*secrets, "7654321"]:
+            assert secret not in text
+
+    # the same files refused for another reason: the error names none of it either
+    drop = lambda ds, info: None if info["view"] == "la_4ch" and info["frame"] == 1 else edit(ds, info)  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zips = list(write_ukbb_zips(subject, EID, tmp_path / "zips_err", {"edit": drop}).values())
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG):
+        err = expect_error(tmp_path, subject, "frames are missing", zips=zips)
+    for secret in [*secrets, "7654321"]:
+        assert secret not in str(err) and secret not in caplog.text
+
+
+def test_lax_plane_that_misses_the_sax_stack_is_refused(tmp_path, subject):
+    """The 2ch view's position moved 500 mm along its plane normal: it meets no SAX slice."""
+    def edit(ds, info):
+        if info["view"] == "la_2ch":
+            iop = np.array(ds.ImageOrientationPatient, float)
+            normal = np.cross(iop[:3], iop[3:])
+            ds.ImagePositionPatient = [f"{x:.6f}" for x in
+                                       np.array(ds.ImagePositionPatient, float) + 500.0 * normal]
+        return ds
+
+    err = expect_error(tmp_path, subject, r"LAX plane cuts 0 of \d+ SAX slices", {"edit": edit})
+    assert err.path.endswith(f"{zip_names(EID)['lax']} (la_2ch)")

@@ -39,12 +39,71 @@ def snakemake(workdir, *args):
     return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
 
 
-def test_tiny_synthetic_cohort_end_to_end(tmp_path):
+def tiny_config(folder: Path) -> dict:
     cfg = yaml.safe_load((REPO / "tests/data/tiny.yaml").read_text())
-    cfg["results"] = str(tmp_path / "results")
-    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(cfg))
-    run = snakemake(tmp_path, "--configfile", str(tmp_path / "tiny.yaml"))
+    cfg["results"] = str(folder / "results")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """The tiny synthetic cohort run once, two GPU-tagged jobs at a time."""
+    folder = tmp_path_factory.mktemp("tiny")
+    tiny_config(folder)
+    run = snakemake(folder, "--configfile", str(folder / "tiny.yaml"), "--resources", "gpu=2")
     assert run.returncode == 0, run.stderr[-3000:]
+    return folder
+
+
+def results_bytes(results: Path) -> dict:
+    """{relative path: bytes} of every manifest, checkpoint and table of a run."""
+    files = [*results.glob("shards/*/*.tsv"), *results.glob("models/**/*.pt"), *results.glob("tables/*")]
+    return {str(p.relative_to(results)): p.read_bytes() for p in files}
+
+
+def test_a_killed_run_resumes_to_the_same_bytes_as_an_uninterrupted_one(tiny_run, tmp_path):
+    """One job at a time, SIGKILLed (Snakemake and its job) during subject 3 of 4 of the
+    synthetic cohort's shard, unlocked and rerun: the finished subjects are not redone, no
+    temporary file is left, and every manifest, checkpoint and table equals the bytes of the
+    uninterrupted run above (which ran two GPU-tagged jobs at a time)."""
+    import os
+    import signal
+    import time
+
+    tiny_config(tmp_path)
+    config = str(tmp_path / "tiny.yaml")
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+           "--configfile", config, "--cores", "1"]
+    journal = tmp_path / "results/shards/synth/b0000.journal"
+    job = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and job.poll() is None:
+            if journal.exists() and len(journal.read_text().splitlines()) >= 2:
+                break
+            time.sleep(0.05)
+    finally:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait()
+    assert len(journal.read_text().splitlines()) == 2, "the kill came too late to test resumption"
+    assert snakemake(tmp_path, "--configfile", config, "--unlock").returncode == 0
+    rerun = snakemake(tmp_path, "--configfile", config, "--cores", "1", "--rerun-incomplete")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    results = tmp_path / "results"
+    assert (results / "logs/synth/b0000.log").read_text().count("not recomputed") == 2
+    assert not list(results.rglob(".*.tmp*"))
+    mine, reference = results_bytes(results), results_bytes(tiny_run / "results")
+    assert sorted(mine) == sorted(reference)
+    differ = [name for name in mine if mine[name] != reference[name]]
+    assert not differ, f"{len(differ)} of {len(mine)} files differ: {differ[:10]}"
+
+
+def test_tiny_synthetic_cohort_end_to_end(tiny_run):
+    tmp_path = tiny_run
+    cfg = yaml.safe_load((tmp_path / "tiny.yaml").read_text())
     results = tmp_path / "results"
     table = pd.read_csv(results / "tables/centring.tsv", sep="\t")
     assert len(table) == 3 and (table["centring_error_inplane_mm"] < 10).all()  # the labelled subjects
@@ -215,3 +274,64 @@ def test_ukbb_dicom_cohort_truncated_zip_fails_alone_and_nothing_identifying_lea
     assert not any((results / "nifti/1000002").glob("*"))
     text = "".join(p.read_text(errors="ignore") for p in results.rglob("*") if p.suffix in (".json", ".log", ".tsv"))
     assert not any(value in text for value in patient)
+
+
+def test_fixing_labels_after_an_interrupted_run_changes_that_subjects_directseg_rows(tmp_path, synth_subject):
+    """A NIfTI cohort run is killed after alignment and resumed; then one test subject's SAX
+    labels are corrected: its DirectSeg rows change (they read the aligned labels, a declared
+    input), and the other subjects are not recomputed inside the shard jobs."""
+    import os
+    import signal
+    import time
+
+    root = tmp_path / "ukbb"
+    subjects = ["2000001", "2000002", "2000003"]
+    for subject in subjects:
+        folder = root / subject
+        folder.mkdir(parents=True)
+        for view in VIEWS:
+            shutil.copy(synth_subject[view], folder / f"{view}.nii.gz")
+            shutil.copy(synth_subject[f"label_{view}"], folder / f"label_{view}.nii.gz")
+    pd.DataFrame({"subject": subjects, "split": ["train", "val", "test"], "has_labels": ["yes"] * 3}).to_csv(
+        tmp_path / "subjects.tsv", sep="\t", index=False)
+    cfg = {"results": str(tmp_path / "results"),
+           "cohort": {"kind": "nifti", "nifti": {"root": str(root), "sheet": str(tmp_path / "subjects.tsv"),
+                                                 "lax_labels": "full"}},
+           "segmentation": {"epochs": 2, "batch_size": 8},
+           "deeprecon": {"enabled": False}, "dmcvr": {"enabled": False},
+           "recon": {"baselines": ["nn"]},
+           "crop": {"sax_size": [64, 64], "lax_size": [64, 64]}}
+    config = tmp_path / "cfg.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    results = tmp_path / "results"
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+           "--configfile", str(config), "--cores", "1"]
+    job = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and job.poll() is None and not (results / "shards/align/b0000.tsv").exists():
+            time.sleep(0.05)
+    finally:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait()
+    assert snakemake(tmp_path, "--configfile", str(config), "--unlock").returncode == 0
+    run = snakemake(tmp_path, "--configfile", str(config), "--rerun-incomplete")
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = results / "eval/sax/directseg/2000003.parquet"
+    before = pd.read_parquet(rows)
+    # correct the test subject's labels: its RV was mislabelled as background at ED and ES
+    path = root / "2000003/label_sa.nii.gz"
+    img = nib.load(path)
+    labels = np.asarray(img.dataobj).copy()
+    labels[labels == 3] = 0
+    nib.save(nib.Nifti1Image(labels, img.affine, img.header), path)
+    run = snakemake(tmp_path, "--configfile", str(config))
+    assert run.returncode == 0, run.stderr[-3000:]
+    after = pd.read_parquet(rows)
+    rvc = lambda t: t.loc[t["structure"] == "RVC", "dice"].tolist()  # noqa: E731
+    assert rvc(after) != rvc(before)
+    assert after.loc[after["structure"] == "LVC", "dice"].tolist() == before.loc[before["structure"] == "LVC", "dice"].tolist()
+    # the shard jobs reran, but inside them only the corrected subject was recomputed
+    log = (results / "logs/align/b0000.log").read_text()
+    assert "subject 2000001 (1/3): unchanged" in log and "subject 2000002 (2/3): unchanged" in log
+    assert "subject 2000003 (3/3): unchanged" not in log

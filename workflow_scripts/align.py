@@ -3,4 +3,4 @@ from cinerecon.workflow import shard_stage
 
 p = snakemake.params
 shard_stage(snakemake.log[0], f"align[{p.method}]", p.shard, snakemake.output[0], snakemake.input,
-            align_outputs, align_run, method=p.method)
+            align_outputs, align_run, params=p, method=p.method)

@@ -3,4 +3,4 @@ from cinerecon.workflow import shard_stage
 
 method = snakemake.wildcards.method
 shard_stage(snakemake.log[0], f"cohort_generative[{method}]", snakemake.params.shard, snakemake.output[0],
-            snakemake.input, generative_outputs, generative_run, method=method)
+            snakemake.input, generative_outputs, generative_run, params=snakemake.params, method=method)

@@ -1,5 +1,5 @@
 from cinerecon.stages import heldout_linear_run, heldout_outputs
 from cinerecon.workflow import shard_stage
 
-shard_stage(snakemake.log[0], "heldout[linear]", snakemake.params.shard, snakemake.output[0], [snakemake.input[0]],
-            heldout_outputs, heldout_linear_run, method="linear")
+shard_stage(snakemake.log[0], "heldout[linear]", snakemake.params.shard, snakemake.output[0], snakemake.input,
+            heldout_outputs, heldout_linear_run, params=snakemake.params, method="linear")

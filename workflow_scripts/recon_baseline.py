@@ -3,4 +3,4 @@ from cinerecon.workflow import shard_stage
 
 p, method = snakemake.params, snakemake.wildcards.method
 shard_stage(snakemake.log[0], f"recon[{method}]", p.shard, snakemake.output[0], snakemake.input,
-            recon_outputs, recon_run, method=method, target_spacing_mm=p.target_spacing_mm)
+            recon_outputs, recon_run, params=p, method=method, target_spacing_mm=p.target_spacing_mm)

@@ -14,9 +14,9 @@ with logged(snakemake.log[0], f"load_slices[{method}]"):  # encoding and decodin
     batch = BatchedDiffusion(Layout.of_manifest(out.recon), [Subject(s, s in labelled) for s in p.shard["subjects"]],
                              model, seg, p.settings, p.target_spacing_mm, device, method,
                              heldout_subjects=p.slices_shard["subjects"])
-shard_stage(snakemake.log[0], f"recon_diffusion[{method}]", p.shard, out.recon, [inp.upstream, inp.segmented],
-            batch.outputs, batch.run)
+shard_stage(snakemake.log[0], f"recon_diffusion[{method}]", p.shard, out.recon, inp, batch.outputs, batch.run,
+            params=p)
 shard_stage(snakemake.log[0], f"eval_slices[{method}]", p.slices_shard, out.slices, [out.recon],
-            acquired_rows_outputs, acquired_rows_run, method=method)
+            acquired_rows_outputs, acquired_rows_run, params=p, method=method)
 shard_stage(snakemake.log[0], f"heldout[{method}]", p.slices_shard, out.heldout, [out.recon],
-            batch.heldout_outputs, batch.heldout_run)
+            batch.heldout_outputs, batch.heldout_run, params=p)

@@ -16,11 +16,12 @@ device = default_device()
 G = load_generator(inp.generator, device)
 for i, method in enumerate(p.methods):
     seg = load_checkpoint(inp.segs[i], device)
-    shard_stage(snakemake.log[0], f"recon_latent[{method}]", p.shard, out.recon[i], [inp.upstream],
-                recon_latent_outputs, recon_latent_run, method=method, G=G,
+    shard_stage(snakemake.log[0], f"recon_latent[{method}]", p.shard, out.recon[i],
+                [inp.upstream, inp.generator, inp.segs[i]], recon_latent_outputs, recon_latent_run, params=p,
+                method=method, G=G,
                 seg_model=seg, target_spacing_mm=p.target_spacing_mm,
                 device=device)
     shard_stage(snakemake.log[0], f"eval_slices[{method}]", p.slices_shard, out.slices[i], [out.recon[i]],
-                acquired_rows_outputs, acquired_rows_run, method=method)
+                acquired_rows_outputs, acquired_rows_run, params=p, method=method)
     shard_stage(snakemake.log[0], f"heldout[{method}]", p.slices_shard, out.heldout[i], [out.recon[i]],
-                heldout_outputs, heldout_latent_run, method=method, G=G, seg_model=seg, device=device)
+                heldout_outputs, heldout_latent_run, params=p, method=method, G=G, seg_model=seg, device=device)

@@ -11,4 +11,4 @@ with logged(snakemake.log[0], "report"):
                           inp.wplus_segnet)
     write_report(files["lax"], files["truth"], files["phenotypes"],
                  Path(snakemake.output.tables[0]).parent, Path(snakemake.output.figures[0]).parent,
-                 p.method_order, files["sax"], files["image"], files["heldout"])
+                 p.method_order, files["sax"], files["image"], files["heldout"], splits=p.splits)

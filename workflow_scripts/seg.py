@@ -6,6 +6,6 @@ from cinerecon.workflow import shard_stage
 p, checkpoint = snakemake.params, snakemake.input.model
 device = default_device()
 model = load_checkpoint(checkpoint, device)  # once for the whole shard
-shard_stage(snakemake.log[0], "seg", p.shard, snakemake.output[0], [snakemake.input.upstream],
-            seg_outputs, seg_run, model=model, checkpoint=checkpoint, frames=p.frames,
+shard_stage(snakemake.log[0], "seg", p.shard, snakemake.output[0], snakemake.input,
+            seg_outputs, seg_run, params=p, model=model, checkpoint=checkpoint, frames=p.frames,
             batch_size=p.batch_size, device=device)

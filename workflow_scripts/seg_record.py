@@ -2,4 +2,4 @@ from cinerecon.cohort.stages import seg_record_outputs, seg_record_run
 from cinerecon.workflow import shard_stage
 
 shard_stage(snakemake.log[0], "seg_record", snakemake.params.shard, snakemake.output[0], snakemake.input,
-            seg_record_outputs, seg_record_run, qc=snakemake.params.qc)
+            seg_record_outputs, seg_record_run, params=snakemake.params, qc=snakemake.params.qc)

@@ -5,6 +5,6 @@ from cinerecon.workflow import shard_stage
 
 p, inp = snakemake.params, snakemake.input
 device = default_device()
-shard_stage(snakemake.log[0], "wplus_segnet_rows", p.shard, snakemake.output[0], [inp.upstream],
-            wplus_segnet_outputs, wplus_segnet_run, variant=p.variant,
+shard_stage(snakemake.log[0], "wplus_segnet_rows", p.shard, snakemake.output[0], inp,
+            wplus_segnet_outputs, wplus_segnet_run, params=p, variant=p.variant,
             model=load_wplus_segnet(inp.model, device), device=device)

@@ -20,13 +20,17 @@ class InputError(ValueError):
 
 def save_nifti(path, data: np.ndarray, affine: np.ndarray, frame_interval_s: float | None = None,
                dtype=None) -> None:
-    """Write atomically with sform = qform = the affine (scanner space, code 1)."""
+    """Write atomically with sform = qform = the affine (scanner space, code 1).
+
+    A 4D array's pixdim[4] is the frame interval in seconds, or 0 when it is None (not
+    recorded: frame_interval() reads None back, never nibabel's default of 1 s).
+    """
     data = np.asarray(data if dtype is None else data.astype(dtype))
     img = nib.Nifti1Image(data, affine)
     img.header.set_xyzt_units("mm", "sec")
-    if frame_interval_s is not None and data.ndim == 4:
+    if data.ndim == 4:
         zooms = list(img.header.get_zooms())
-        zooms[3] = frame_interval_s
+        zooms[3] = 0.0 if frame_interval_s is None else frame_interval_s
         img.header.set_zooms(zooms)
     img.set_sform(affine, code=1)
     img.set_qform(affine, code=1)
@@ -60,9 +64,9 @@ def nifti_geometry(path, subject: str = "?") -> tuple[tuple, np.ndarray]:
 
 
 def frame_interval(header) -> float | None:
-    """Seconds between cine frames from the header (None if not recorded)."""
+    """Seconds between cine frames from the header (None if not recorded, zero or not finite)."""
     zooms = header.get_zooms()
-    if len(zooms) < 4 or zooms[3] <= 0:
+    if len(zooms) < 4 or not np.isfinite(zooms[3]) or zooms[3] <= 0:
         return None
     unit = header.get_xyzt_units()[1]
     scale = {"msec": 1e-3, "usec": 1e-6}.get(unit, 1.0)

@@ -13,34 +13,58 @@ SPLITS = ("train", "val", "test")
 
 
 class SheetError(ValueError):
-    """The subjects sheet cannot drive the DAG (bad IDs, duplicates, unknown splits)."""
+    """The subjects sheet cannot drive the DAG (no rows, blank or bad IDs, duplicates, unknown splits)."""
 
 
-def validate_sheet(sheet: pd.DataFrame, source: str = "subjects sheet") -> pd.DataFrame:
-    """Check IDs, uniqueness and splits; return the sheet indexed by subject."""
+def _blank(values: pd.Series) -> pd.Series:
+    return values.isna() | (values.astype(str).str.strip() == "")
+
+
+def validate_sheet(sheet: pd.DataFrame, source: str = "subjects sheet", first_line: int = 2) -> pd.DataFrame:
+    """Check rows, IDs, uniqueness and splits; return the sheet indexed by subject.
+
+    first_line: the file line of the first row (2: below the header), for messages.
+    """
     missing = {"subject", "split"} - set(sheet.columns)
     if missing:
-        raise SheetError(f"{source}: missing column(s) {sorted(missing)}")
-    sheet = sheet.copy()
+        raise SheetError(f"{source}: missing column(s) {sorted(missing)}; found {list(sheet.columns)[:10]} "
+                         f"(.csv files are read comma-separated, anything else tab-separated)")
+    if not len(sheet):
+        raise SheetError(f"{source}: no subjects (the sheet has no rows); a cohort needs at least one")
+    sheet = sheet.reset_index(drop=True)
+    blank = sheet.index[_blank(sheet["subject"])]
+    if len(blank):
+        raise SheetError(f"{source}: blank subject ID on line(s) {[int(i) + first_line for i in blank[:5]]}")
     sheet["subject"] = sheet["subject"].astype(str)
     bad = [s for s in sheet["subject"] if not re.fullmatch(SUBJECT_PATTERN, s)]
     if bad:
         raise SheetError(f"{source}: subject IDs must match ^{SUBJECT_PATTERN}$: {bad[:5]}")
     dup = sheet.loc[sheet["subject"].duplicated(keep=False)]
     if len(dup):
-        splits = dup.groupby("subject")["split"].apply(lambda s: sorted(set(s))).to_dict()
+        splits = dup.groupby("subject")["split"].apply(lambda s: sorted(set(s.astype(str)))).to_dict()
         raise SheetError(f"{source}: subjects listed more than once (splits must not overlap): "
                          f"{dict(list(splits.items())[:5])}")
+    blank = sheet.loc[_blank(sheet["split"]), "subject"]
+    if len(blank):
+        raise SheetError(f"{source}: blank split for subject(s) "
+                         f"{dict(zip(blank[:5], [int(i) + first_line for i in blank.index[:5]]))} "
+                         f"({{subject: line}}); use one of {SPLITS}")
     unknown = set(sheet["split"]) - set(SPLITS)
     if unknown:
-        raise SheetError(f"{source}: unknown split value(s) {sorted(unknown)}; use {SPLITS}")
+        raise SheetError(f"{source}: unknown split value(s) {sorted(map(str, unknown))}; use {SPLITS}")
     return sheet.set_index("subject", drop=False)
 
 
 def read_sheet(path) -> pd.DataFrame:
-    """Read a TSV/CSV sheet (separator guessed from the extension)."""
+    """Read a TSV/CSV sheet (separator guessed from the extension); every column as text,
+    only empty cells missing (so an ID such as "NA" stays an ID)."""
     sep = "," if str(path).endswith(".csv") else "\t"
-    return validate_sheet(pd.read_csv(path, sep=sep, dtype={"subject": str}), str(path))
+    try:
+        sheet = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""])
+    except pd.errors.EmptyDataError:
+        raise SheetError(f"{path}: empty file (a subjects sheet needs a header line "
+                         f"subject<TAB>split[<TAB>has_labels...] and one row per subject)") from None
+    return validate_sheet(sheet, str(path))
 
 
 TRUE_VALUES, FALSE_VALUES = {"1", "true", "yes", "y"}, {"0", "false", "no", "n", "", "nan"}
@@ -51,7 +75,7 @@ def parse_has_labels(sheet: pd.DataFrame, source: str) -> pd.Series:
     anything but yes/no, true/false or 1/0 is refused rather than read as 'no'."""
     if "has_labels" not in sheet.columns:
         return pd.Series(False, index=sheet.index)
-    text = sheet["has_labels"].astype(str).str.strip().str.lower()
+    text = sheet["has_labels"].fillna("").astype(str).str.strip().str.lower()  # blank: no
     bad = sheet.loc[~text.isin(TRUE_VALUES | FALSE_VALUES), ["subject", "has_labels"]]
     if len(bad):
         raise SheetError(f"{source}: column has_labels must be yes/no, true/false or 1/0; "
@@ -79,6 +103,9 @@ def cohort_sheet(cohort: dict) -> pd.DataFrame:
     fraction of each split (cinerecon.synth.cohort.assign_labels); NIfTI and DICOM cohorts
     read the optional sheet columns.
     """
+    from cinerecon.config_checks import check_cohort
+
+    check_cohort(cohort)  # the kind's block, split fractions, the sheet file and input folders
     kind = cohort["kind"]
     if kind == "synthetic":
         from cinerecon.synth.cohort import assign_labels, make_sheet

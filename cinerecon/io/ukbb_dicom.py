@@ -29,16 +29,23 @@ Series selection:
 - LAX views without a telling description are assigned by geometry (`assign_lax_views`).
 
 Privacy: nothing from the patient module (name, birth date, IDs), no UIDs and no dates leave
-ingest, in meta.json or in log messages; only the subject (eid), series descriptions and
-numbers, zip names and (in errors) the failing zip member.
+ingest, in meta.json, log messages, warnings or errors; only the subject (eid), series
+descriptions and numbers, zip names, technical values (geometry, timing, matrix) and, in
+errors, the failing file named neutrally by its position in the zip and its series
+description and instance number (zip member names are often SOP Instance UIDs, never shown).
+pydicom reads without value validation and its warnings and log records are withheld while a
+subject is ingested (they quote header values): meta.json counts them instead. Exception
+texts quoted in errors have quoted values and UID-like numbers masked.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
 import re
+import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -47,10 +54,12 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 
 from cinerecon.io.files import write_json
 from cinerecon.io.nifti import InputError, save_nifti
-from cinerecon.io.subject import VIEWS, check_frames_consistent, image_name, validate_image
+from cinerecon.io.subject import (VIEWS, check_frames_consistent, frame_interval_problem, image_name,
+                                  validate_image, validate_lax_geometry)
 from cinerecon.labels import LAX_VIEWS
 
 log = logging.getLogger(__name__)
@@ -71,10 +80,74 @@ LAX_PAIR_MIN_DEG, LAX_PAIR_MARGIN_DEG, LAX_SI_MARGIN = 60.0, 10.0, 0.15
 LAX_SAX_TILT_WARN_DEG = 20.0  # warn when a LAX plane is far from containing the SAX normal
 
 
+def _file_label(index: int, description: str | None = None, instance: int | None = None,
+                total: int | None = None) -> str:
+    """A zip member named without its file name (often a SOP Instance UID): its position in
+    the zip, with its series description and instance number once its header is read."""
+    text = f"file #{index} of {total} in the zip" if total else f"file #{index} in the zip"
+    if description is not None:
+        text += f": '{description}'" if description else ": no series description"
+        text += f" image {instance}" if instance is not None else ""
+    return text
+
+
+_QUOTED = re.compile(r"b?'[^']*'|b?\"[^\"]*\"")
+_UID_LIKE = re.compile(r"\d+(?:\.\d+){3,}")
+
+
+def _safe(exc: BaseException) -> str:
+    """An exception as text with quoted values (file names, header values) and UID-like
+    numbers masked: library messages may quote a member name or a header value."""
+    text = _UID_LIKE.sub("<uid>", _QUOTED.sub("<value>", str(exc)))
+    return f"{exc.__class__.__name__}: {text}"
+
+
+class _PydicomWithheld(logging.Handler):
+    """Counts pydicom's log records (WARNING and above) instead of passing them on; `caught`
+    holds the Python warnings raised meanwhile."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.count = 0
+        self.caught: list = []
+
+    def emit(self, record):
+        self.count += 1
+
+
+@contextlib.contextmanager
+def _withheld_pydicom():
+    """Read DICOM without pydicom's value validation, and hold back pydicom's warnings and log
+    records (they quote header values: names, dates, UIDs); yields a _PydicomWithheld whose
+    `count` and `caught` say how many were withheld.
+
+    Changes process-wide pydicom and logging state for the duration (ingest runs one subject
+    at a time per process) and restores it afterwards.
+    """
+    settings = pydicom.config.settings
+    mode = settings.reading_validation_mode
+    logger = logging.getLogger("pydicom")
+    handlers, propagate, level = logger.handlers[:], logger.propagate, logger.level
+    handler = _PydicomWithheld()
+    settings.reading_validation_mode = pydicom.config.IGNORE
+    logger.handlers, logger.propagate = [handler], False
+    logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            handler.caught = caught
+            yield handler
+    finally:
+        settings.reading_validation_mode = mode
+        logger.handlers, logger.propagate = handlers, propagate
+        logger.setLevel(level)
+
+
 @dataclass
 class _Image:
     zip: Path
-    member: str
+    member: str                  # for ordering only: never shown (often a UID)
+    index: int                   # 1-based position among the zip's files
     ds: pydicom.Dataset
     description: str
     series_uid: str
@@ -91,10 +164,11 @@ class _Image:
     thickness: float | None
     between: float | None
     time_key: tuple              # acquisition date/time, for choosing between repeats
+    instance: int | None = None  # InstanceNumber
 
     @property
     def where(self) -> str:
-        return f"{self.zip} (member {self.member})"
+        return f"{self.zip} ({_file_label(self.index, self.description, self.instance)})"
 
     @property
     def normal(self) -> np.ndarray:
@@ -213,26 +287,32 @@ def _time_key(ds) -> tuple:
     return (date, -1.0 if np.isnan(t) else t)
 
 
-def _image(subject, zip_path: Path, member: str, ds, description: str) -> _Image:
-    where = f"{zip_path} (member {member})"
+def _image(subject, zip_path: Path, member: str, index: int, ds, description: str) -> _Image:
+    instance = _int(ds.get("InstanceNumber"))
+    where = f"{zip_path} ({_file_label(index, description, instance)})"
 
-    def need(keyword):
+    def need(keyword, convert):
+        """A required tag converted by `convert`; errors name the tag, never its value."""
         value = ds.get(keyword)
         if value is None or value == "":
             raise InputError(subject, where, f"DICOM has no {keyword}")
-        return value
+        try:
+            return convert(value)
+        except (TypeError, ValueError):
+            raise InputError(subject, where, f"unreadable {keyword} (not a number or list of "
+                                             "numbers)") from None
+
+    def numbers(value):
+        return [float(x) for x in (value if isinstance(value, (list, tuple, MultiValue)) else [value])]
 
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise InputError(subject, where, "DICOM has no pixel data")
-    try:
-        iop = np.array([float(x) for x in need("ImageOrientationPatient")])
-        ipp = np.array([float(x) for x in need("ImagePositionPatient")])
-        spacing = tuple(float(x) for x in need("PixelSpacing"))
-        trigger = float(need("TriggerTime"))
-        rows, cols = int(need("Rows")), int(need("Columns"))
-    except (TypeError, ValueError) as exc:
-        raise InputError(subject, where, f"unreadable geometry or timing tag ({exc})") from exc
-    if iop.shape != (6,) or ipp.shape != (3,) or len(spacing) != 2 or min(spacing) <= 0:
+    iop = np.array(need("ImageOrientationPatient", numbers))
+    ipp = np.array(need("ImagePositionPatient", numbers))
+    spacing = tuple(need("PixelSpacing", numbers))
+    trigger = need("TriggerTime", float)
+    rows, cols = need("Rows", int), need("Columns", int)
+    if iop.shape != (6,) or ipp.shape != (3,) or len(spacing) != 2 or not min(spacing) > 0:
         raise InputError(subject, where, "malformed ImageOrientationPatient, "
                                          "ImagePositionPatient or PixelSpacing")
     row_dir, col_dir = LPS @ iop[:3], LPS @ iop[3:]
@@ -243,7 +323,7 @@ def _image(subject, zip_path: Path, member: str, ds, description: str) -> _Image
         raise InputError(subject, where, "multi-frame DICOM is not supported (UK Biobank cines "
                                          "store one frame per file)")
     return _Image(
-        zip=zip_path, member=member, ds=ds, description=description,
+        zip=zip_path, member=member, index=index, instance=instance, ds=ds, description=description,
         series_uid=str(ds.get("SeriesInstanceUID", "")), series_number=_int(ds.get("SeriesNumber")),
         acq_number=_int(ds.get("AcquisitionNumber")),
         row_dir=row_dir / norms[0], col_dir=col_dir / norms[1], position=LPS @ ipp,
@@ -260,20 +340,19 @@ def _read_zip(subject: str, zip_path: Path, report: _Report, patients: set) -> l
         zf = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         raise InputError(subject, zip_path, f"not a readable zip archive (truncated or corrupt?): "
-                                            f"{exc}") from exc
+                                            f"{_safe(exc)}") from None
     datasets, manifest = [], None
     with zf:
-        for info in zf.infolist():
-            if info.is_dir():
-                continue
+        members = [info for info in zf.infolist() if not info.is_dir()]
+        for index, info in enumerate(members, 1):
             name = info.filename
-            where = f"{zip_path} (member {name})"
+            where = f"{zip_path} ({_file_label(index, total=len(members))})"
             try:
                 blob = zf.read(info)
             except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError,
                     NotImplementedError, RuntimeError) as exc:
                 raise InputError(subject, where, f"cannot extract from the zip (truncated or "
-                                                 f"corrupt?): {exc}") from exc
+                                                 f"corrupt?): {_safe(exc)}") from None
             if Path(name).name.lower() in MANIFEST_NAMES:
                 manifest = (name, blob)
                 continue
@@ -286,17 +365,17 @@ def _read_zip(subject: str, zip_path: Path, report: _Report, patients: set) -> l
                     report.ignored.get(f"non-DICOM file {Path(name).suffix}", 0) + 1
                 continue
             except Exception as exc:  # pydicom raises many types for damaged files
-                raise InputError(subject, where, f"cannot parse DICOM ({exc.__class__.__name__}: "
-                                                 f"{exc})") from exc
-            datasets.append((name, ds))
+                raise InputError(subject, where, f"cannot parse DICOM ({_safe(exc)})") from None
+            datasets.append((name, index, ds))
 
     listed = {}
     if manifest is not None:
         try:
             listed = parse_manifest(manifest[1].decode("utf-8", errors="replace"))
-        except ValueError as exc:
-            report.warn(subject, f"{zip_path.name}: manifest ignored ({exc})")
-        names = {n for n, _ in datasets}
+        except ValueError:   # its message quotes the first row, which may be patient data
+            report.warn(subject, f"{zip_path.name}: manifest ignored (its first row names no "
+                                 "filename and series description columns)")
+        names = {n for n, _, _ in datasets}
         report.manifest[zip_path.name] = {
             "file": Path(manifest[0]).name, "rows": len(listed),
             "listed_but_missing": len(set(listed) - names),
@@ -307,7 +386,7 @@ def _read_zip(subject: str, zip_path: Path, report: _Report, patients: set) -> l
                                  "file(s) missing from the zip")
     mismatches = 0
     images = []
-    for name, ds in datasets:
+    for name, index, ds in datasets:
         description = str(ds.get("SeriesDescription", "") or "").strip()
         if not description:
             description = listed.get(name, "")
@@ -318,7 +397,7 @@ def _read_zip(subject: str, zip_path: Path, report: _Report, patients: set) -> l
             report.ignored[key] = report.ignored.get(key, 0) + 1
             continue
         patients.add(hash(str(ds.get("PatientID", ""))))   # compared, never stored
-        images.append(_image(subject, zip_path, name, ds, description))
+        images.append(_image(subject, zip_path, name, index, ds, description))
     if mismatches:
         report.warn(subject, f"{zip_path.name}: {mismatches} file(s) whose manifest description "
                              "differs from the DICOM header (the header was used)")
@@ -569,9 +648,10 @@ def _pixels(subject: str, im: _Image) -> np.ndarray:
         arr = im.ds.pixel_array
     except Exception as exc:  # unsupported transfer syntax, damaged fragments, ...
         syntax = getattr(getattr(im.ds, "file_meta", None), "TransferSyntaxUID", None)
-        name = getattr(syntax, "name", syntax)
+        known = isinstance(syntax, pydicom.uid.UID) and syntax.is_transfer_syntax
+        name = syntax.name if known else "not a standard one"
         raise InputError(subject, im.where, f"cannot decode pixel data (transfer syntax {name}): "
-                                            f"{exc.__class__.__name__}: {exc}") from exc
+                                            f"{_safe(exc)}") from None
     if arr.shape != (im.rows, im.cols):
         raise InputError(subject, im.where, f"pixel array shape {arr.shape} != "
                                             f"Rows x Columns {(im.rows, im.cols)}")
@@ -670,7 +750,9 @@ def ingest_ukbb_zips(subject: str, zip_paths, outputs, meta_path) -> dict:
     outputs: {view: path} for the views `sa`, `la_2ch`, `la_3ch`, `la_4ch`, or a folder
     (files named `{view}.nii.gz`). meta_path: where meta.json goes.
     Every view is built and validated before anything is written: a bad subject raises
-    InputError (naming subject, zip and member, and the reason) and writes nothing.
+    InputError (naming subject, zip and the failing file by position and series, and the
+    reason) and writes nothing. Validation: each view (cinerecon.io.subject.validate_image),
+    equal frame counts, every LAX plane meets the SAX stack (validate_lax_geometry).
     Returns the meta.json content.
     """
     zips = list(dict.fromkeys(Path(p) for p in ([zip_paths] if isinstance(zip_paths, (str, Path))
@@ -686,6 +768,42 @@ def ingest_ukbb_zips(subject: str, zip_paths, outputs, meta_path) -> dict:
     for z in zips:
         if not z.name.startswith(f"{subject}_"):
             report.warn(subject, f"zip {z.name} is not named after the subject ({subject}_...)")
+    with _withheld_pydicom() as withheld:
+        views, meta_views, heart = _convert(subject, zips, report)
+    n_withheld = withheld.count + len(withheld.caught)
+    if n_withheld:
+        report.warn(subject, f"{n_withheld} warning(s) from the DICOM reader (nonconforming header "
+                             "values, ...) withheld: they may quote identifying values")
+
+    meta = {"subject": subject, "source": {"zips": [z.name for z in zips],
+                                           "manifest": report.manifest}, "views": {}}
+    for view in VIEWS:
+        data, affine, cines = views[view]
+        timing = _timing(cines)
+        problem = frame_interval_problem(timing["frame_interval_s"], data.shape[3])
+        if problem:
+            report.warn(subject, f"{view}: {problem} (TriggerTime); frame interval not recorded")
+            timing["frame_interval_s"] = None
+        meta["views"][view] = {
+            "shape": list(data.shape), "dtype": str(data.dtype),
+            "spacing_mm": np.linalg.norm(affine[:3, :3], axis=0).round(6).tolist(),
+            **timing, **meta_views[view]}
+    meta["frame_interval_s"] = meta["views"]["sa"]["frame_interval_s"]
+    meta.update(heart)
+    meta["ignored_series"] = dict(sorted(report.ignored.items()))
+    meta["warnings"] = report.warnings
+    meta["conventions"] = ("X = DICOM columns, Y = rows; affine RAS mm; SAX slices ordered along "
+                           "row x column normal; frames ordered by TriggerTime")
+    for view in VIEWS:
+        data, affine, _ = views[view]
+        save_nifti(outputs[view], data, affine, meta["views"][view]["frame_interval_s"])
+    write_json(meta_path, meta)
+    return meta
+
+
+def _convert(subject: str, zips: list, report: _Report):
+    """Read, group and validate every view: ({view: (data, affine, cines)}, {view: meta},
+    heart-rate fields). Touches DICOM headers and pixels: run under _withheld_pydicom."""
     patients: set = set()
     images = [im for z in zips for im in _read_zip(subject, z, report, patients)]
     zip_list = ", ".join(str(z) for z in zips)
@@ -727,28 +845,13 @@ def ingest_ukbb_zips(subject: str, zip_paths, outputs, meta_path) -> dict:
                             "identified_by": cine.identified_by}
 
     # Validate everything before writing anything.
-    for view, (data, affine, _) in views.items():
-        validate_image(subject, f"{views[view][2][0].first.zip} ({view})", data, affine, view)
+    for view, (data, affine, cines) in views.items():
+        validate_image(subject, f"{cines[0].first.zip} ({view})", data, affine, view)
     check_frames_consistent(subject, zip_list, {v: d.shape[3] for v, (d, _, _) in views.items()})
-
-    used = [im for _, _, cines in views.values() for c in cines for im in c.images]
-    meta = {"subject": subject, "source": {"zips": [z.name for z in zips],
-                                           "manifest": report.manifest}, "views": {}}
-    for view in VIEWS:
+    sax_data, sax_affine, _ = views["sa"]
+    for view in VIEWS[1:]:
         data, affine, cines = views[view]
-        timing = _timing(cines)
-        meta["views"][view] = {
-            "shape": list(data.shape), "dtype": str(data.dtype),
-            "spacing_mm": np.linalg.norm(affine[:3, :3], axis=0).round(6).tolist(),
-            **timing, **meta_views[view]}
-    meta["frame_interval_s"] = meta["views"]["sa"]["frame_interval_s"]
-    meta.update(_heart_rate(used, report, subject))
-    meta["ignored_series"] = dict(sorted(report.ignored.items()))
-    meta["warnings"] = report.warnings
-    meta["conventions"] = ("X = DICOM columns, Y = rows; affine RAS mm; SAX slices ordered along "
-                           "row x column normal; frames ordered by TriggerTime")
-    for view in VIEWS:
-        data, affine, _ = views[view]
-        save_nifti(outputs[view], data, affine, meta["views"][view]["frame_interval_s"])
-    write_json(meta_path, meta)
-    return meta
+        validate_lax_geometry(subject, f"{cines[0].first.zip} ({view})", data.shape, affine,
+                              sax_data.shape, sax_affine)
+    used = [im for _, _, cines in views.values() for c in cines for im in c.images]
+    return views, meta_views, _heart_rate(used, report, subject)

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from cinerecon.baselines.grid import fine_affine, pad_slices, z_upsampling_factor
-from cinerecon.io.files import atomic_path, write_json, write_tsv
+from cinerecon.io.files import atomic_path, write_history, write_json, write_tsv
 from cinerecon.io.nifti import save_nifti
 from cinerecon.latent.interpolate import fine_latents, lerp, slerp
 from cinerecon.metrics.heldout import heldout_rows, neighbour_midpoints
@@ -81,7 +81,7 @@ def train_diffusion_files(images: np.ndarray, settings: dict, outputs: dict, dev
                                   lr=settings["lr"], seed=settings["seed"], device=device, log=log,
                                   seg_model=seg_model)
     save_diffae(model, outputs["model"])
-    write_tsv(outputs["history"], pd.DataFrame(history))
+    write_history(outputs["history"], history)
     _reconstruction_grid(model, images[:: max(1, len(images) // 6)][:6], settings, outputs["samples"], device)
     return history
 
@@ -186,7 +186,7 @@ class DiffusionShard:
         # held-out slices are decoded only for these (evaluated, labelled) subjects; None: all
         self.heldout_subjects = set(subjects if heldout_subjects is None else heldout_subjects)
         self.settings, self.target_spacing_mm = settings, target_spacing_mm
-        self.pending = list(subjects)
+        self.order = list(subjects)
         self.codes, self.results, self.k, self.passes, self.pass_of, self.failed = {}, {}, {}, [], {}, {}
 
     def result(self, subject: str, phase: str, kind: str) -> tuple[np.ndarray, np.ndarray]:
@@ -199,13 +199,17 @@ class DiffusionShard:
         return self.results[subject][phase, kind]
 
     def _run_pass(self, subject: str) -> None:
+        # Passes are fixed groups of consecutive subjects, whichever of them are asked for,
+        # so that a resumed job decodes in the same batches (and bytes) as an uninterrupted one.
+        from cinerecon.faults import ENVIRONMENT, fault_class
+
         per_pass = max(1, int(self.settings.get("subjects_per_pass", 8)))
-        ids = [subject] + [s for s in self.pending if s != subject][: per_pass - 1]
-        self.pending = [s for s in self.pending if s not in ids]
+        first = self.order.index(subject) // per_pass * per_pass
+        ids = self.order[first:first + per_pass]
         try:
             self._decode(ids)
         except Exception as exc:
-            if len(ids) == 1:
+            if len(ids) == 1 or fault_class(exc) == ENVIRONMENT:  # (out of memory: the job is retried)
                 self.failed[subject] = exc
                 raise
             log.warning("a pass of %d subjects failed (%s); decoding them one by one", len(ids), exc)
@@ -213,6 +217,8 @@ class DiffusionShard:
                 try:
                     self._decode([s])
                 except Exception as one:
+                    if fault_class(one) == ENVIRONMENT:
+                        raise
                     self.failed[s] = one
             if subject in self.failed:
                 raise self.failed[subject]
@@ -245,8 +251,9 @@ class DiffusionShard:
             self.results.setdefault(s, {})[phase, kind] = (decoded[at:at + n, 0].copy(), labels[at:at + n].copy())
         seconds = time.perf_counter() - started
         self.pass_of.update({s: len(self.passes) for s in ids})
+        # (no time in the record: it would make the same results differ in bytes; the log has it)
         self.passes.append({"subjects": len(ids), "slices_encoded": int(len(images)),
-                            "slices_decoded": int(len(decoded)), "seconds": seconds})
+                            "slices_decoded": int(len(decoded))})
         log.info("encoded %d and decoded %d slices of %d subjects (%d DDIM steps) in %.1f s", len(images),
                  len(decoded), len(ids), steps, seconds)
 

@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from cinerecon.io.files import write_tsv
+from cinerecon.io.files import write_history, write_tsv
 from cinerecon.io.nifti import InputError, load_nifti, nifti_geometry
 from cinerecon.latent.deeprecon_files import _square, load_latents
 from cinerecon.metrics.per_label import structure_rows
@@ -53,7 +53,7 @@ def train_wplus_segnet_files(latent_paths_train: dict, label_paths_train: dict, 
                                         batch_size=settings["batch_size"], lr=settings["lr"],
                                         seed=settings["seed"], device=device, log=log)
     save_wplus_segnet(model, outputs["model"])
-    write_tsv(outputs["history"], pd.DataFrame(history))
+    write_history(outputs["history"], history)
     return history
 
 

@@ -6,6 +6,7 @@ so loading a checkpoint never runs pickled code. `format` tells the model kinds 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 
 import torch
@@ -18,8 +19,13 @@ def save_weights(model: nn.Module, config: dict, fmt: str, path) -> None:
     payload = {"format": fmt,
                "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
                "config": config}
+    # Serialised in memory: torch.save names the archive's records after the file it writes,
+    # and the temporary file's name holds the PID, so saving to it directly would make
+    # the same weights differ in bytes from run to run.
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        tmp.write_bytes(buffer.getvalue())
 
 
 def load_weights(path, fmt: str, what: str, device="cpu") -> dict:

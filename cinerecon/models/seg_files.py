@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from cinerecon.io.files import write_tsv
+from cinerecon.io.files import write_history, write_tsv
 from cinerecon.io.nifti import frame_interval, load_nifti, save_nifti
 from cinerecon.io.subject import label_ed_es
 from cinerecon.metrics.per_label import structure_rows
@@ -68,7 +68,7 @@ def train_from_files(train_pairs, val_pairs, settings: dict, checkpoint, history
                                 batch_size=settings["batch_size"], lr=settings["lr"],
                                 seed=settings["seed"], log=log, device=default_device())
     save_checkpoint(model, config, checkpoint)
-    write_tsv(history_path, pd.DataFrame(history))
+    write_history(history_path, history)
     plot_history(history, curve_path)
     return history
 

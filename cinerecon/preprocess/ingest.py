@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from cinerecon.io.files import write_json
 from cinerecon.io.nifti import save_nifti
 from cinerecon.labels import lax_conventions
-from cinerecon.io.subject import VIEWS, check_frames_consistent, image_geometry, load_labels, load_view
+from cinerecon.io.subject import (VIEWS, check_frames_consistent, image_geometry, image_name,
+                                  load_labels, load_view, validate_lax_geometry)
 
 
 def _image_dtype(data: np.ndarray):
@@ -15,9 +18,18 @@ def _image_dtype(data: np.ndarray):
 
 
 def ingest_images(src_folder, subject: str, outputs: dict, report_path) -> dict:
-    """Validate every view first, then write them: a bad subject writes nothing."""
+    """Validate every view first, then write them: a bad subject writes nothing.
+
+    Each view on its own (cinerecon.io.subject.load_view), then together: equal frame counts,
+    and every LAX plane meets the SAX stack (validate_lax_geometry).
+    """
     loaded = {view: load_view(src_folder, subject, view) for view in VIEWS}
     check_frames_consistent(subject, src_folder, {v: d.shape[3] for v, (d, _, _) in loaded.items()})
+    sax, sax_affine, _ = loaded["sa"]
+    for view in VIEWS[1:]:
+        lax, lax_affine, _ = loaded[view]
+        validate_lax_geometry(subject, Path(src_folder) / image_name(view), lax.shape, lax_affine,
+                              sax.shape, sax_affine)
     report = {"subject": subject, "views": {}}
     for view, (data, affine, dt) in loaded.items():
         save_nifti(outputs[view], data, affine, dt, dtype=_image_dtype(data))

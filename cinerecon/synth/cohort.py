@@ -101,6 +101,8 @@ def make_sheet(n_subjects: int, seed: int, fractions: dict) -> pd.DataFrame:
         raise ValueError("a synthetic cohort needs at least one subject")
     ids = [f"SYN{i:04d}" for i in range(n_subjects)]
     total = sum(fractions.get(s, 0.0) for s in SPLITS)
+    if not total > 0:
+        raise ValueError(f"split fractions {fractions} must sum to more than 0")
     counts = [int(np.floor(n_subjects * fractions.get(s, 0.0) / total)) for s in SPLITS]
     for i in range(len(SPLITS)):
         if n_subjects >= len(SPLITS) and counts[i] == 0 and fractions.get(SPLITS[i], 0) > 0:

@@ -24,6 +24,7 @@ from .cohort import (
     summarize,
     truth_metrics_numeric,
     truth_metrics_table,
+    with_split,
     write_table,
 )
 
@@ -49,5 +50,6 @@ __all__ = [
     "summarize",
     "truth_metrics_numeric",
     "truth_metrics_table",
+    "with_split",
     "write_table",
 ]

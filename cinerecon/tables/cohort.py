@@ -19,6 +19,7 @@ from ..labels import LAX_VIEWS, SAX_LABELS
 from ..phenotypes import PHENOTYPE_COLUMNS, PHENOTYPE_UNITS
 
 TRUTH_METRICS = ("dice", "hd95", "assd")
+SPLITS = ("train", "val", "test")
 
 
 # ---------------------------------------------------------------- statistics
@@ -219,6 +220,30 @@ def _flat(frame: pd.DataFrame) -> pd.DataFrame:
     if named or not isinstance(out.index, pd.RangeIndex):
         out = out.reset_index()
     out.columns = [str(c) for c in out.columns]
+    return out
+
+
+def with_split(table: pd.DataFrame, rows: pd.DataFrame, splits: dict | None) -> pd.DataFrame:
+    """`table` (flattened) with a `split` column from `splits` ({subject: train|val|test}).
+
+    A table of per-subject rows gets each row's split (after `subject`); a per-method table
+    the splits its method's `rows` cover, joined with "+" in train, val, test order (after
+    `method`), e.g. "val+test" when both are evaluated and "test" for DirectSeg, which is
+    judged on test subjects only. splits None: `table` unchanged (flattened).
+    """
+    out = _flat(table)
+    if splits is None or "split" in out.columns:
+        return out
+    if "subject" in out.columns:
+        out.insert(out.columns.get_loc("subject") + 1, "split", out["subject"].astype(str).map(splits))
+    elif "method" in out.columns:
+        covered = {}
+        if len(rows) and {"subject", "method"} <= set(rows.columns):
+            split = rows["subject"].astype(str).map(splits)
+            for method, values in split.groupby(rows["method"], sort=False):
+                present = set(values.dropna())
+                covered[method] = "+".join([s for s in SPLITS if s in present] + sorted(present - set(SPLITS)))
+        out.insert(out.columns.get_loc("method") + 1, "split", out["method"].map(covered))
     return out
 
 

@@ -13,6 +13,7 @@ from cinerecon.tables.cohort import (
     read_rows,
     truth_metrics_numeric,
     truth_metrics_table,
+    with_split,
     write_table,
 )
 
@@ -33,8 +34,13 @@ def report_names(with_truth: bool, with_seg: bool = False, with_images: bool = F
 
 
 def write_report(lax_paths, truth_paths, phenotype_paths, tables_dir, figures_dir,
-                 method_order=None, sax_paths=(), image_paths=(), heldout_paths=()) -> None:
-    """Write every cohort table (parquet, csv, md) and figure (png)."""
+                 method_order=None, sax_paths=(), image_paths=(), heldout_paths=(), splits=None) -> None:
+    """Write every cohort table (parquet, csv, md) and figure (png).
+
+    splits: {subject: split} of the sheet; the per-subject `phenotypes` table and the numeric
+    per-method tables then carry a `split` column (cinerecon.tables.cohort.with_split). The
+    paper-shaped tables (lax_dice_{structure}, truth_metrics, seg_metrics) keep their columns.
+    """
     # imported here: the Snakefile imports this module for report_names, and matplotlib
     # would add ~0.7 s to every DAG build
     from cinerecon.metrics.heldout import heldout_summary
@@ -45,13 +51,13 @@ def write_report(lax_paths, truth_paths, phenotype_paths, tables_dir, figures_di
     lax = read_rows(lax_paths)
     for structure in SAX_LABELS.values():
         write_table(lax_dice_table(lax, structure, method_order), tables_dir / f"lax_dice_{structure}")
-    write_table(lax_dice_numeric(lax, "LVC", method_order), tables_dir / "lax_dice_numeric")
+    write_table(with_split(lax_dice_numeric(lax, "LVC", method_order), lax, splits), tables_dir / "lax_dice_numeric")
     dice_boxplot(lax, figures_dir / "dice_lax.png", method_order=method_order)
 
     phen = read_rows(phenotype_paths)
-    write_table(phen, tables_dir / "phenotypes")
+    write_table(with_split(phen, phen, splits), tables_dir / "phenotypes")
     reference = "truth" if (phen["method"] == "truth").any() else "labels"
-    write_table(phenotype_agreement(phen, reference, method_order=method_order),
+    write_table(with_split(phenotype_agreement(phen, reference, method_order=method_order), phen, splits),
                 tables_dir / "phenotype_agreement")
     methods = [m for m in phen["method"].unique() if m != reference]
     bland_altman(phen, reference, list(PHENOTYPE_COLUMNS), figures_dir / "bland_altman.png", methods=methods)
@@ -59,18 +65,21 @@ def write_report(lax_paths, truth_paths, phenotype_paths, tables_dir, figures_di
     if sax_paths:  # the papers' Table 1: 2D segmentation of the acquired SAX stack
         sax = read_rows(sax_paths)
         write_table(truth_metrics_table(sax, method_order, METRIC_NAMES), tables_dir / "seg_metrics")
-        write_table(truth_metrics_numeric(sax, method_order, METRIC_NAMES), tables_dir / "seg_metrics_numeric")
+        write_table(with_split(truth_metrics_numeric(sax, method_order, METRIC_NAMES), sax, splits),
+                    tables_dir / "seg_metrics_numeric")
     if image_paths:  # PSNR / SSIM of generated acquired slices against the input
         quality = read_rows(image_paths)
         summary = quality.groupby("method")[["psnr", "ssim"]].agg(["mean", "std"])
         summary.columns = [f"{m}_{stat}" for m, stat in summary.columns]
-        write_table(summary.reset_index(), tables_dir / "image_quality")
+        write_table(with_split(summary.reset_index(), quality, splits), tables_dir / "image_quality")
     if heldout_paths:  # each interior SAX slice rebuilt from its two neighbours
-        write_table(heldout_summary(read_rows(heldout_paths), method_order), tables_dir / "heldout_slices")
+        heldout = read_rows(heldout_paths)
+        write_table(with_split(heldout_summary(heldout, method_order), heldout, splits), tables_dir / "heldout_slices")
     if truth_paths:
         truth = read_rows(truth_paths)
         write_table(truth_metrics_table(truth, method_order), tables_dir / "truth_metrics")
-        write_table(truth_metrics_numeric(truth, method_order), tables_dir / "truth_metrics_numeric")
+        write_table(with_split(truth_metrics_numeric(truth, method_order), truth, splits),
+                    tables_dir / "truth_metrics_numeric")
         dice_boxplot(truth, figures_dir / "dice_truth.png", method_order=method_order)
 
 
