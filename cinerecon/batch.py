@@ -115,6 +115,20 @@ def is_manifest(path) -> bool:
     return path.suffix == ".tsv" and path.parent.parent.name == "shards"
 
 
+def results_root(manifest_path) -> Path:
+    """results/ of results/shards/{stage}/{shard}.tsv"""
+    parents = Path(manifest_path).absolute().parents
+    return parents[2] if len(parents) > 2 else parents[-1]
+
+
+def _relative(path: Path, root: Path) -> str:
+    """A path as written in a journal: relative to the results root when under it."""
+    try:
+        return str(path.absolute().relative_to(root))
+    except ValueError:
+        return str(path)
+
+
 def upstream_rows(manifest_paths: Iterable) -> dict[str, list]:
     """{subject: [[stage, status, digest], ...]} over the given manifests, in their order."""
     rows: dict[str, list] = {}
@@ -150,7 +164,7 @@ def run_shard(stage: str, subjects: list[str], work: Callable[[str], object],
     manifests = [p for p in upstream if is_manifest(p)]
     other_inputs = {"/".join(Path(p).parts[-3:]): content_digest(p) for p in upstream if not is_manifest(p)}
     blocked, rows_of = upstream_problems(manifests), upstream_rows(manifests)
-    journal = Journal(manifest_path)
+    journal, root = Journal(manifest_path), results_root(manifest_path)
     done = journal.load()
     rows, entries, reused, total = [], [], 0, len(subjects)
     started = time.perf_counter()
@@ -201,7 +215,7 @@ def run_shard(stage: str, subjects: list[str], work: Callable[[str], object],
         else:
             digest = sha1(inputs, files_digest(files))
             entry = {"subject": subject, "key": key, "status": "ok", "reason": "", "digest": digest,
-                     "stat": stat_digest(files)}
+                     "stat": stat_digest(files), "outputs": [_relative(p, root) for p in files]}
             elapsed = time.perf_counter() - started
             computed = n - reused - sum(r[1] == "skipped" for r in rows)
             left = elapsed / max(computed, 1) * (total - n)

@@ -5,10 +5,52 @@ The library itself never reads `snakemake.*`; scripts pass plain values in.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+
+# Diagnostics: with CINERECON_AUDIT_READS=<folder>, every shard stage writes there the files
+# of the results root its process has read since the previous stage of the same script (or
+# since start: models loaded first count as the first stage's), with its declared inputs, so a
+# test can check that each read is covered by a declared input or by a manifest chained to
+# one (tests/test_workflow.py). Files read by native code (pyarrow's parquet) are not seen.
+AUDIT_ENV = "CINERECON_AUDIT_READS"
+_READS: set[str] = set()
+
+
+def _record_reads(event: str, args: tuple) -> None:
+    if event != "open" or not isinstance(args[0], (str, bytes, os.PathLike)):
+        return
+    mode, flags = args[1], args[2]
+    writing = any(c in mode for c in "wax+") if isinstance(mode, str) else bool(flags & (os.O_WRONLY | os.O_RDWR))
+    if not writing:
+        _READS.add(os.path.abspath(os.fsdecode(args[0])))
+
+
+if os.environ.get(AUDIT_ENV):
+    sys.addaudithook(_record_reads)
+
+
+def write_read_audit(folder, manifest, inputs) -> None:
+    """One JSON record per shard stage: its manifest, declared inputs and the files of the
+    results root read since the previous record (paths relative to the root)."""
+    root = Path(manifest).absolute().parents[2]
+
+    def rel(path):
+        try:
+            return str(Path(path).absolute().relative_to(root))
+        except ValueError:
+            return None
+
+    record = {"manifest": rel(manifest), "inputs": sorted(filter(None, map(rel, inputs))),
+              "reads": sorted(filter(None, map(rel, list(_READS))))}
+    _READS.clear()
+    name = record["manifest"].replace("/", "-").removesuffix(".tsv") + ".json"
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    (Path(folder) / name).write_text(json.dumps(record, indent=1))
 
 
 _STARTED_LOGS: set[str] = set()
@@ -86,6 +128,8 @@ def shard_stage(log_path, stage: str, shard: dict, manifest, inputs, outputs, ru
                           (lambda s: raw_files(subjects[s])) if raw_files else None)
         counts = table["status"].value_counts().to_dict()
         log.info("statuses: %s", counts)
+    if os.environ.get(AUDIT_ENV):
+        write_read_audit(os.environ[AUDIT_ENV], manifest, list(inputs))
     return table
 
 

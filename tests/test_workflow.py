@@ -1,6 +1,7 @@
 """End-to-end Snakemake runs on tiny cohorts (synthetic, and NIfTI with a bad subject)."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import yaml
 
 from cinerecon.io.subject import VIEWS
 from cinerecon.models.train_seg import load_checkpoint, save_checkpoint
+from cinerecon.workflow import AUDIT_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.workflow
@@ -33,10 +35,11 @@ def job_counts(output: str) -> dict:
     return counts
 
 
-def snakemake(workdir, *args):
+def snakemake(workdir, *args, env=None):
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
            "--directory", str(workdir), "--cores", "2", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO,
+                          env=None if env is None else {**os.environ, **env})
 
 
 def tiny_config(folder: Path) -> dict:
@@ -52,7 +55,8 @@ def tiny_run(tmp_path_factory):
     """The tiny synthetic cohort run once, two GPU-tagged jobs at a time."""
     folder = tmp_path_factory.mktemp("tiny")
     tiny_config(folder)
-    run = snakemake(folder, "--configfile", str(folder / "tiny.yaml"), "--resources", "gpu=2")
+    run = snakemake(folder, "--configfile", str(folder / "tiny.yaml"), "--resources", "gpu=2",
+                    env={AUDIT_ENV: str(folder / "reads")})
     assert run.returncode == 0, run.stderr[-3000:]
     return folder
 
@@ -99,6 +103,58 @@ def test_a_killed_run_resumes_to_the_same_bytes_as_an_uninterrupted_one(tiny_run
     assert sorted(mine) == sorted(reference)
     differ = [name for name in mine if mine[name] != reference[name]]
     assert not differ, f"{len(differ)} of {len(mine)} files differ: {differ[:10]}"
+
+
+def uncovered_reads(results: Path, audits: Path) -> list[str]:
+    """Files a shard stage read that neither a declared input nor a manifest chained to one
+    covers: each read must be the stage's own output, a declared input (or one of an upstream
+    stage, reached through the manifests), or an output of a stage so reached."""
+    records = {r["manifest"]: r for r in (json.loads(p.read_text()) for p in audits.glob("*.json"))}
+    producer = {}
+    for journal in results.glob("shards/*/*.journal"):
+        for line in journal.read_text().splitlines():
+            for path in json.loads(line).get("outputs", []):
+                producer[path] = str(journal.relative_to(results).with_suffix(".tsv"))
+    problems = []
+    for manifest, record in records.items():
+        reachable, todo = set(), list(record["inputs"])
+        while todo:
+            item = todo.pop()
+            if item not in reachable:
+                reachable.add(item)
+                todo += records.get(item, {}).get("inputs", [])
+        for path in record["reads"]:
+            if path.endswith(".journal") or path in reachable or producer.get(path) in reachable | {manifest}:
+                continue
+            problems.append(f"{manifest} read {path} (made by {producer.get(path, 'no shard stage')})")
+    return problems
+
+
+def test_every_file_a_stage_reads_is_covered_by_its_declared_inputs(tiny_run):
+    audits = tiny_run / "reads"
+    assert len(list(audits.glob("*.json"))) > 20  # every shard stage of the tiny run
+    reads = [json.loads(p.read_text())["reads"] for p in audits.glob("*.json")]
+    assert any(r.startswith("aligned/") for rs in reads for r in rs)  # the audit sees NIfTI reads
+    assert uncovered_reads(tiny_run / "results", audits) == []
+
+
+def test_the_read_audit_finds_an_undeclared_read(tmp_path):
+    """The check above can fail: directseg declares only seg, which declares align, but it
+    reads the synthetic truth, which no manifest it reaches covers."""
+    results, audits = tmp_path / "results", tmp_path / "reads"
+    stages = {"synth": ([], "synthetic/S1/truth/label_ed.nii.gz"), "align": ([], "aligned/S1/label_sa.nii.gz"),
+              "seg": (["shards/align/b0000.tsv"], "seg/S1/seg_sa.nii.gz")}
+    for stage, (inputs, output) in stages.items():
+        (results / "shards" / stage).mkdir(parents=True)
+        (results / "shards" / stage / "b0000.journal").write_text(json.dumps({"subject": "S1", "outputs": [output]}))
+        audits.mkdir(exist_ok=True)
+        (audits / f"{stage}.json").write_text(json.dumps({"manifest": f"shards/{stage}/b0000.tsv", "inputs": inputs,
+                                                          "reads": []}))
+    (audits / "directseg.json").write_text(json.dumps({
+        "manifest": "shards/directseg/b0000.tsv", "inputs": ["shards/seg/b0000.tsv"],
+        "reads": ["seg/S1/seg_sa.nii.gz", "aligned/S1/label_sa.nii.gz", "synthetic/S1/truth/label_ed.nii.gz"]}))
+    assert uncovered_reads(results, audits) == [
+        "shards/directseg/b0000.tsv read synthetic/S1/truth/label_ed.nii.gz (made by shards/synth/b0000.tsv)"]
 
 
 def test_tiny_synthetic_cohort_end_to_end(tiny_run):
