@@ -33,6 +33,12 @@ wildcard_constraints:
     shard=SHARD_PATTERN,
 
 
+def settings_for(section, keys):
+    """The keys of a config section that a job reads, as its params, so that changing another key
+    (an inference setting, for a training rule) does not rerun it."""
+    return {k: section[k] for k in keys if k in section}
+
+
 def shard_runtime(seconds_per_subject, minimum=10):
     """A shard job's `runtime` (minutes): 3x the CPU seconds measured per subject, times
     the shard's size, so a cluster time limit follows batch.subjects_per_shard."""
@@ -131,6 +137,9 @@ ALIGN = {"method": "intensity", **config.get("align", {})}
 SEG = {"enabled": True, "model": "tiny", "checkpoint": None, "epochs": 30, "batch_size": 16,
        "lr": 1e-3, "seed": 0, "frames": "ed_es", "frame_stride": 1, "predict_frames": "all",
        **config.get("segmentation", {})}
+# What training a U-Net reads (cinerecon.models.seg_files.train_from_files); predict_frames,
+# checkpoint and enabled are inference's and the DAG's
+SEG_TRAINING_KEYS = ("model", "epochs", "batch_size", "lr", "seed", "frames", "frame_stride")
 SEG_TRAIN = [s for s in LABELLED if SHEET.loc[s, "split"] == "train"]
 SEG_VAL = [s for s in LABELLED if SHEET.loc[s, "split"] == "val"]
 SEG_CHECKPOINT = SEG["checkpoint"] or f"{RESULTS}/models/seg/{SEG['model']}/model.pt"
@@ -144,6 +153,9 @@ DEEPRECON = {"enabled": False, "preset": "tiny", "frame_stride": 1, "gan_steps":
              "encoder_steps": 1000, "encoder_lr": 0.001, "batch_size": 16, "seed": 0,
              "inversion": {}, "seg_epochs": SEG["epochs"], **config.get("deeprecon", {})}
 DEEPRECON_ON = bool(DEEPRECON["enabled"]) and SEG_ON and bool(SEG_TRAIN) and bool(SEG_VAL)
+# What G and E training read (cinerecon.latent.deeprecon_files); inversion and motion are inference's
+GAN_TRAINING_KEYS = ("preset", "frame_stride", "gan_steps", "gan_lr", "batch_size", "seed")
+ENCODER_TRAINING_KEYS = ("preset", "frame_stride", "encoder_steps", "encoder_lr", "batch_size", "seed")
 INVERSION_STEPS = sorted(int(n) for n in DEEPRECON["inversion"].get("steps", [0, 1000, 10000]))
 DEEPRECON_VARIANTS = {n: deeprecon_variant(n) for n in INVERSION_STEPS} if DEEPRECON_ON else {}
 LATENT_METHODS = list(DEEPRECON_VARIANTS.values())
@@ -184,6 +196,9 @@ DMCVR = {"enabled": False, "preset": "tiny", "methods": ["dmcvr", "diffae"], "fr
          "inference_batch_size": 64, "subjects_per_pass": 8, "model": {},
          **config.get("dmcvr", {})}
 DMCVR_ON = bool(DMCVR["enabled"]) and SEG_ON and bool(SEG_TRAIN)
+# What diffusion training reads (cinerecon.latent.dmcvr.train_diffusion_files); ddim_steps, refine,
+# inference_batch_size and subjects_per_pass are inference's
+DIFFUSION_TRAINING_KEYS = ("preset", "frame_stride", "steps", "batch_size", "lr", "seed", "model")
 check_workflow_config(config, SHEET, workflow)  # strict inputs: refuse what the *_ON switches would drop
 DIFFUSION_METHODS = list(DMCVR["methods"]) if DMCVR_ON else []
 DIFFUSION_PATTERN = "|".join(DIFFUSION_METHODS) or "NONE"

@@ -21,7 +21,7 @@ rule train_stylegan2:
         runtime=24 * 60,
     params:
         subjects=SEG_TRAIN,
-        settings=DEEPRECON,
+        settings=settings_for(DEEPRECON, GAN_TRAINING_KEYS),
     conda:
         "../envs/gpu.yaml"
     script:
@@ -46,7 +46,7 @@ rule train_encoder:
         runtime=12 * 60,
     params:
         subjects=SEG_TRAIN,
-        settings=DEEPRECON,
+        settings=settings_for(DEEPRECON, ENCODER_TRAINING_KEYS),
     conda:
         "../envs/gpu.yaml"
     script:
@@ -100,7 +100,7 @@ rule train_seg_latent:
     params:
         train=SEG_TRAIN,
         val=SEG_VAL,
-        settings={**SEG, "epochs": DEEPRECON["seg_epochs"]},
+        settings=settings_for({**SEG, "epochs": DEEPRECON["seg_epochs"]}, SEG_TRAINING_KEYS),
     conda:
         "../envs/gpu.yaml"
     script:
@@ -157,7 +157,7 @@ rule train_wplus_segnet:
         train=SEG_TRAIN,
         val=SEG_VAL,
         variant=LATENT_METHODS[-1] if LATENT_METHODS else None,
-        settings={**SEG, "epochs": DEEPRECON["seg_epochs"]},
+        settings=settings_for({**SEG, "epochs": DEEPRECON["seg_epochs"]}, SEG_TRAINING_KEYS),
     conda:
         "../envs/gpu.yaml"
     script:

@@ -25,7 +25,7 @@ rule train_diffusion:
         runtime=5 * 24 * 60,
     params:
         subjects=SEG_TRAIN,
-        settings=DMCVR,
+        settings=settings_for(DMCVR, DIFFUSION_TRAINING_KEYS),
     conda:
         "../envs/gpu.yaml"
     script:

@@ -21,7 +21,7 @@ rule train_seg:
         mem_mb=16000,
         runtime=240,
     params:
-        settings=SEG,
+        settings=settings_for(SEG, SEG_TRAINING_KEYS),
         train=SEG_TRAIN,
         val=SEG_VAL,
     conda:

@@ -68,10 +68,13 @@ def results_bytes(results: Path) -> dict:
 
 
 def test_a_killed_run_resumes_to_the_same_bytes_as_an_uninterrupted_one(tiny_run, tmp_path):
-    """One job at a time, SIGKILLed (Snakemake and its job) during subject 3 of 4 of the
-    synthetic cohort's shard, unlocked and rerun: the finished subjects are not redone, no
-    temporary file is left, and every manifest, checkpoint and table equals the bytes of the
-    uninterrupted run above (which ran two GPU-tagged jobs at a time)."""
+    """One GPU-tagged job at a time, SIGKILLed (Snakemake and its job) during subject 3 of 4
+    of the synthetic cohort's shard, unlocked and rerun: the finished subjects are not redone,
+    no temporary file is left, and every manifest, checkpoint and table equals the bytes of
+    the uninterrupted run above (which ran two GPU-tagged jobs at a time).
+
+    (`--cores 2` rather than 1 keeps CI short; `.ci/slurm_demo.sh` compares the demo's
+    manifests between a local run and SLURM jobs too.)"""
     import os
     import signal
     import time
@@ -79,7 +82,7 @@ def test_a_killed_run_resumes_to_the_same_bytes_as_an_uninterrupted_one(tiny_run
     tiny_config(tmp_path)
     config = str(tmp_path / "tiny.yaml")
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-           "--configfile", config, "--cores", "1"]
+           "--configfile", config, "--cores", "2"]
     journal = tmp_path / "results/shards/synth/b0000.journal"
     job = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            start_new_session=True)
@@ -94,7 +97,7 @@ def test_a_killed_run_resumes_to_the_same_bytes_as_an_uninterrupted_one(tiny_run
         job.wait()
     assert len(journal.read_text().splitlines()) == 2, "the kill came too late to test resumption"
     assert snakemake(tmp_path, "--configfile", config, "--unlock").returncode == 0
-    rerun = snakemake(tmp_path, "--configfile", config, "--cores", "1", "--rerun-incomplete")
+    rerun = snakemake(tmp_path, "--configfile", config, "--rerun-incomplete")
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     results = tmp_path / "results"
     assert (results / "logs/synth/b0000.log").read_text().count("not recomputed") == 2
@@ -136,6 +139,40 @@ def test_every_file_a_stage_reads_is_covered_by_its_declared_inputs(tiny_run):
     reads = [json.loads(p.read_text())["reads"] for p in audits.glob("*.json")]
     assert any(r.startswith("aligned/") for rs in reads for r in rs)  # the audit sees NIfTI reads
     assert uncovered_reads(tiny_run / "results", audits) == []
+
+
+TRAININGS = {"train_seg", "train_stylegan2", "train_encoder", "train_diffusion"}
+
+
+@pytest.mark.parametrize("section, key, value, retrains", [
+    ("segmentation", "predict_frames", "ed_es", set()),
+    ("deeprecon", "inversion", {"steps": [0, 6], "batch_size": 64}, set()),
+    ("deeprecon", "motion", {"source": "SYN0001", "target": "SYN0002", "frame_stride": 3}, set()),
+    ("dmcvr", "ddim_steps", 3, set()),
+    ("dmcvr", "refine", 1, set()),
+    ("dmcvr", "inference_batch_size", 8, set()),
+    ("dmcvr", "subjects_per_pass", 1, set()),
+    ("recon", "target_spacing_mm", 1.5, set()),
+    ("evaluation", "overlay_subjects", 2, set()),
+    ("dmcvr", "steps", 11, {"train_diffusion"}),
+    ("segmentation", "lr", 0.002, {"train_seg"}),
+    ("deeprecon", "gan_steps", 21, {"train_stylegan2"}),
+    ("deeprecon", "encoder_lr", 0.002, {"train_encoder"}),
+])
+def test_an_inference_setting_never_retrains_a_model(tiny_run, tmp_path, section, key, value, retrains):
+    """...and a training setting does retrain its model. (The Seg and W+SegNet trained on
+    G(w*) learn from the inverted codes, so an inversion setting retrains them; the networks
+    the inversion and decoding use are not retrained.)"""
+    cfg = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
+    cfg.setdefault(section, {})[key] = value
+    (tmp_path / "changed.yaml").write_text(yaml.safe_dump(cfg))
+    dry = snakemake(tiny_run, "--configfile", str(tmp_path / "changed.yaml"), "-n")
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    planned = set(job_counts(dry.stdout + dry.stderr)) if "Job stats" in dry.stdout + dry.stderr else set()
+    if retrains:  # a training key retrains its model (and the models trained from it)
+        assert retrains <= planned, planned
+    else:
+        assert not planned & TRAININGS, planned
 
 
 def test_the_read_audit_finds_an_undeclared_read(tmp_path):

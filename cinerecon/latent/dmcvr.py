@@ -86,6 +86,11 @@ def train_diffusion_files(images: np.ndarray, settings: dict, outputs: dict, dev
     return history
 
 
+# DDIM steps of the training's round-trip figure: fixed, so that the training job does not
+# depend on the inference setting dmcvr.ddim_steps (changing it must not retrain the model)
+ROUND_TRIP_DDIM_STEPS = 10
+
+
 def _reconstruction_grid(model: DiffAE, reals: np.ndarray, settings: dict, path, device) -> None:
     """Input slices (top) and their DDIM encode-decode round trip (bottom)."""
     import matplotlib
@@ -93,14 +98,14 @@ def _reconstruction_grid(model: DiffAE, reals: np.ndarray, settings: dict, path,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    codes = encode_slices(model, reals, settings["ddim_steps"], len(reals), device)
-    fakes = decode_codes(model, codes, settings["ddim_steps"], len(reals), device)
+    codes = encode_slices(model, reals, ROUND_TRIP_DDIM_STEPS, len(reals), device)
+    fakes = decode_codes(model, codes, ROUND_TRIP_DDIM_STEPS, len(reals), device)
     fig, axes = plt.subplots(2, len(reals), figsize=(1.6 * len(reals), 3.4), squeeze=False)
     for row, batch in enumerate((reals, fakes)):
         for ax, img in zip(axes[row], batch):
             ax.imshow(img[0].T, cmap="gray", vmin=-1, vmax=1, origin="lower")
             ax.axis("off")
-    fig.suptitle(f"input (top) and DDIM round trip, {settings['ddim_steps']} steps (bottom)")
+    fig.suptitle(f"input (top) and DDIM round trip, {ROUND_TRIP_DDIM_STEPS} steps (bottom)")
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=90)
     plt.close(fig)
