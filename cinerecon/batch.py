@@ -28,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from cinerecon.io.files import write_tsv
-from cinerecon.journal import Journal, canonical, code_version, content_digest, sha1, stat_digest
+from cinerecon.journal import Journal, canonical, code_version, content_digest, sha1
 
 SHARD_PATTERN = r"b[0-9]+"
 MANIFEST_COLUMNS = ["subject", "status", "reason", "digest"]
@@ -88,19 +88,12 @@ def ok_subjects(paths: Iterable) -> list[str]:
     return list(table.loc[table["status"] == "ok", "subject"])
 
 
-def upstream_problems(manifest_paths: Iterable) -> dict[str, str]:
-    """{subject: reason} for subjects that did not pass an earlier stage.
-
-    The stage is named by the manifest's folder (shards/{stage}/{shard}.tsv). A subject
-    missing from a manifest is not blocked: that stage did not apply to it.
-    """
-    blocked = {}
-    for path in manifest_paths:
-        table = read_manifests([path])
-        for row in table.itertuples():
-            if row.status != "ok" and row.subject not in blocked:
-                blocked[row.subject] = f"{Path(path).parent.name}: {row.reason}"
-    return blocked
+def upstream_problems(rows_of: dict[str, list]) -> dict[str, str]:
+    """{subject: "stage: reason"} for subjects that did not pass an earlier stage, from
+    upstream_rows. A subject missing from a manifest is not blocked: that stage did not
+    apply to it."""
+    return {s: next(f"{stage}: {reason}" for stage, status, _, reason in rows if status != "ok")
+            for s, rows in rows_of.items() if any(row[1] != "ok" for row in rows)}
 
 
 def remove_files(paths: Iterable) -> None:
@@ -130,12 +123,12 @@ def _relative(path: Path, root: Path) -> str:
 
 
 def upstream_rows(manifest_paths: Iterable) -> dict[str, list]:
-    """{subject: [[stage, status, digest], ...]} over the given manifests, in their order."""
+    """{subject: [[stage, status, digest, reason], ...]} over the given manifests, in their order."""
     rows: dict[str, list] = {}
     for path in manifest_paths:
         stage = Path(path).parent.name
         for row in read_manifests([path]).itertuples():
-            rows.setdefault(row.subject, []).append([stage, row.status, row.digest])
+            rows.setdefault(row.subject, []).append([stage, row.status, row.digest, row.reason])
     return rows
 
 
@@ -163,7 +156,8 @@ def run_shard(stage: str, subjects: list[str], work: Callable[[str], object],
     upstream = [str(p) for p in upstream]
     manifests = [p for p in upstream if is_manifest(p)]
     other_inputs = {"/".join(Path(p).parts[-3:]): content_digest(p) for p in upstream if not is_manifest(p)}
-    blocked, rows_of = upstream_problems(manifests), upstream_rows(manifests)
+    rows_of = upstream_rows(manifests)  # read once: for blocking and for the digests
+    blocked = upstream_problems(rows_of)
     journal, root = Journal(manifest_path), results_root(manifest_path)
     done = journal.load()
     rows, entries, reused, total = [], [], 0, len(subjects)
@@ -175,12 +169,13 @@ def run_shard(stage: str, subjects: list[str], work: Callable[[str], object],
             log.warning("subject %s skipped: failed earlier at %s", subject, blocked[subject])
             rows.append([subject, "skipped", blocked[subject], ""])
             continue
-        inputs = sha1(canonical({"stage": stage, "upstream": rows_of.get(subject, []), "inputs": other_inputs,
+        upstream = [row[:3] for row in rows_of.get(subject, [])]  # (stage, status, digest)
+        inputs = sha1(canonical({"stage": stage, "upstream": upstream, "inputs": other_inputs,
                                  "subject": describe(subject) if describe else subject}))
-        key = sha1(inputs, code_version(), stat_digest(raw_files(subject)) if raw_files else "")
+        key = sha1(inputs, code_version(), stat_fingerprint(raw_files(subject)) if raw_files else "")
         entry = done.get(subject)
         if entry and entry.get("key") == key and (
-                entry["status"] == "failed" or entry.get("stat") == stat_digest(files)):
+                entry["status"] == "failed" or entry.get("stat") == stat_fingerprint(files)):
             if entry["status"] == "failed":
                 remove_files(files)
             rows.append([subject, entry["status"], entry["reason"], entry["digest"]])
@@ -215,7 +210,7 @@ def run_shard(stage: str, subjects: list[str], work: Callable[[str], object],
         else:
             digest = sha1(inputs, files_digest(files))
             entry = {"subject": subject, "key": key, "status": "ok", "reason": "", "digest": digest,
-                     "stat": stat_digest(files), "outputs": [_relative(p, root) for p in files]}
+                     "stat": stat_fingerprint(files), "outputs": [_relative(p, root) for p in files]}
             elapsed = time.perf_counter() - started
             computed = n - reused - sum(r[1] == "skipped" for r in rows)
             left = elapsed / max(computed, 1) * (total - n)

@@ -65,18 +65,6 @@ def code_version() -> str:
     return sha1(*(f"{p.relative_to(root)}:{content_digest(p)}" for p in sorted(root.rglob("*.py"))))
 
 
-def stat_digest(paths) -> str:
-    """(size, mtime) of files: the journal's check that a finished subject's files are intact."""
-    parts = []
-    for path in paths:
-        try:
-            st = os.stat(path)
-            parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
-        except FileNotFoundError:
-            parts.append(f"{path}:missing")
-    return sha1(*parts)
-
-
 class Journal:
     """The append-only completion records of one shard job: {subject: last entry}."""
 
