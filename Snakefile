@@ -1,12 +1,20 @@
 # cinerecon: UK Biobank cine MRI -> crops -> (alignment, models, reconstructions, tables).
 # Conventions, layout and data flow: DESIGN.md. Run: snakemake --cores 2
 
+from pathlib import Path
+
 from snakemake.utils import min_version, validate
+
+from cinerecon.config_presets import config_sources, resolve_workflow_config, write_effective_config
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The configuration: config/presets/{preset}.yaml (preset: demo unless the user says paper)
+# with the user's --configfile/--config deep-merged over it; no `configfile:` directive, so
+# no other file's values reach a run (cinerecon/config_presets.py).
+PRESETS = Path(workflow.current_basedir.get_path_or_uri(secret_free=False)) / "config" / "presets"
+resolve_workflow_config(config, workflow, PRESETS)
 
 
 validate(config, "config/schema.yaml")
@@ -25,6 +33,12 @@ include: "rules/dmcvr.smk"
 include: "rules/evaluate.smk"
 include: "rules/tables.smk"
 include: "rules/cohort.smk"
+
+
+# The effective configuration of every run that executes jobs, under {results}/config/
+# (never while the DAG is built: cluster jobs parse this file again; never in a dry run).
+onstart:
+    write_effective_config(config, RESULTS, config_sources(workflow))
 
 
 rule all:

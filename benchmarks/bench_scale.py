@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def plan(config: Path | None, *extra: str) -> dict:
-    """Run `snakemake -n` in the repository (its config/config.yaml underlies `config`) once:
+    """Run `snakemake -n` in the repository (`config` merged over its preset, the demo by default) once:
     wall time, peak RSS of the child, jobs and cluster submissions."""
     cmd = [sys.executable, "-m", "snakemake", "-n", "--cores", "2", *extra]
     if config:

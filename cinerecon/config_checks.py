@@ -94,12 +94,17 @@ def _labelled_per_split(sheet) -> dict[str, int]:
 def check_config(config: dict, sheet, user_config: dict | None = None) -> list[str]:
     """Refuse a configuration that would silently do less than it says; return notes.
 
-    sheet: the cohort's subjects (columns subject, split, has_labels).
-    user_config: the keys the user set (Snakemake's --configfile/--config values; None: all of
-    `config`). A method switched on only by config/config.yaml's demo values, but lacking the
-    subjects it needs, is switched off with a note; switched on by the user, it is an error.
+    config: the effective configuration (a preset with the user's keys merged over it,
+    cinerecon.config_presets). sheet: the cohort's subjects (columns subject, split, has_labels).
+    user_config: exactly the keys the user set (Snakemake's --configfile/--config values; {}
+    for none; None: all of `config`). What the user asked for and the cohort cannot give is an
+    error naming the key. What only the preset asks for (a preset enables DeepRecon, DMCVR and
+    the test-split evaluation for any cohort) is, where the cohort lacks the subjects it needs,
+    left off with a note naming the key, so a cohort without labels runs without first
+    switching the preset's methods off.
     """
     user = config if user_config is None else user_config
+    preset = f"the {config.get('preset', 'demo')} preset"
     notes = []
     labelled = _labelled_per_split(sheet)
     counts = ", ".join(f"{s}: {n}" for s, n in labelled.items())
@@ -114,10 +119,14 @@ def check_config(config: dict, sheet, user_config: dict | None = None) -> list[s
         raise config_error("evaluation.splits", "must not include train: the segmentation and generative "
                                                 "models are fitted on the train subjects, so evaluating "
                                                 "them would be biased; use val and/or test")
-    if _given(user, "evaluation", "splits") and not any(labelled[s] for s in splits):
-        raise config_error("evaluation.splits", f"no subject with manual labels in split(s) {splits}, so "
-                                                f"nothing would be evaluated (labelled subjects per split: "
-                                                f"{counts}); label some or leave evaluation out")
+    if not any(labelled[s] for s in splits):
+        if _given(user, "evaluation", "splits"):
+            raise config_error("evaluation.splits", f"no subject with manual labels in split(s) {splits}, so "
+                                                    f"nothing would be evaluated (labelled subjects per split: "
+                                                    f"{counts}); label some or leave evaluation out")
+        if _given(config, "evaluation", "splits"):
+            notes.append(f"config key evaluation.splits: nothing evaluated: {preset} evaluates split(s) "
+                         f"{splits}, and no subject in them has manual labels ({counts})")
 
     # segmentation network: trained on labelled train (val picks the epoch), or given
     seg = {"enabled": True, "checkpoint": None, **(config.get("segmentation") or {})}
@@ -147,7 +156,8 @@ def check_config(config: dict, sheet, user_config: dict | None = None) -> list[s
         reason = f"{method} needs {' and '.join(requirements)}"
         if _given(user, *key.split(".")):
             raise config_error(key, f"{reason}; set {key}: false")
-        notes.append(f"config key {key}: off for this cohort although config/config.yaml enables it: {reason}")
+        notes.append(f"config key {key}: off for this cohort although {preset} enables it: {reason} "
+                     f"(set {key}: false to say so)")
 
     def lacking(*wanted: str) -> list[str]:
         out = [] if seg_on else ["the segmentation network (segmentation.enabled is false)"]
@@ -169,10 +179,11 @@ def check_config(config: dict, sheet, user_config: dict | None = None) -> list[s
 
 
 def check_workflow_config(config: dict, sheet, workflow=None) -> list[str]:
-    """`check_config` from a Snakefile: the user's keys are Snakemake's --configfile/--config
-    values (all of `config` when none are given); notes go to Snakemake's log as warnings."""
-    settings = getattr(workflow, "config_settings", None)
-    user = getattr(settings, "overwrite_config", None) or None
+    """`check_config` from a Snakefile: the user's keys are exactly Snakemake's --configfile/--config
+    values (none given: every key is the preset's); notes go to Snakemake's log as warnings."""
+    from cinerecon.config_presets import user_config
+
+    user = None if getattr(workflow, "config_settings", None) is None else user_config(workflow)
     notes = check_config(config, sheet, user)
     for note in notes:
         logging.getLogger("snakemake.logging").warning(note)

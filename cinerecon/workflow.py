@@ -1,4 +1,4 @@
-"""Helpers shared by the thin workflow scripts (logging, error reporting).
+"""Helpers shared by the thin workflow scripts (logging, error reporting, CPU threads).
 
 The library itself never reads `snakemake.*`; scripts pass plain values in.
 """
@@ -53,6 +53,85 @@ def write_read_audit(folder, manifest, inputs) -> None:
     (Path(folder) / name).write_text(json.dumps(record, indent=1))
 
 
+# ---- the job's CPU threads ----------------------------------------------------------------
+# Each rule declares `threads:` (rules/common.smk); every workflow script passes
+# snakemake.threads to use_threads() first thing, which bounds every thread pool of the
+# process to it. (Snakemake itself only exports OMP_NUM_THREADS & co. to a script's process;
+# use_threads makes the limit explicit, applies it to pools already started, and logs it.)
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS",
+                   "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+_THREADS: dict = {}
+
+
+def use_threads(n) -> dict:
+    """Run this process's compute on `n` threads (a job's `threads`, i.e. snakemake.threads):
+
+    - OMP_NUM_THREADS, MKL_NUM_THREADS, OPENBLAS_NUM_THREADS (and GOTO, VECLIB, NUMEXPR) = n,
+      for libraries loaded later and for any subprocess;
+    - BLAS and OpenMP pools already loaded (numpy/scipy's OpenBLAS, torch's OpenMP) limited
+      to n with threadpoolctl, when it is installed;
+    - torch's intra-op threads = n (torch.set_num_threads) if torch is imported (if it is
+      imported later, it reads OMP_NUM_THREADS), and its inter-op threads = n where that is
+      still allowed (torch raises once inter-op work has started; then they are left as they are).
+
+    Returns {"threads": n, **thread_state()}. `logged` writes the threads to the job's log.
+    """
+    n = max(1, int(n))
+    for var in THREAD_ENV_VARS:
+        os.environ[var] = str(n)
+    import numpy  # noqa: F401  (loads its BLAS, so that the limit below covers it)
+
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional: the env vars still reach libraries loaded from now on
+        pass
+    else:
+        threadpool_limits(n)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(n)
+        try:
+            torch.set_num_interop_threads(n)
+        except RuntimeError:  # inter-op work has started, or it was set before
+            pass
+    _THREADS.clear()
+    _THREADS["threads"] = n
+    return {"threads": n, **thread_state()}
+
+
+def thread_state() -> dict:
+    """The threads in effect now: torch's intra- and inter-op (None before torch is imported)
+    and every BLAS/OpenMP pool loaded ({prefix: threads}; {} without threadpoolctl)."""
+    state = {"torch": None, "torch_interop": None, "pools": {}}
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        state["torch"], state["torch_interop"] = torch.get_num_threads(), torch.get_num_interop_threads()
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return state
+    state["pools"] = {pool["prefix"]: pool["num_threads"] for pool in threadpool_info()}
+    return state
+
+
+def job_threads() -> int:
+    """The job's thread count: what use_threads() set, else OMP_NUM_THREADS (Snakemake exports
+    it to every script job), else the CPUs this process may run on."""
+    if _THREADS:
+        return _THREADS["threads"]
+    try:
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    except (KeyError, ValueError):
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def workers_for(threads: int | None = None) -> int:
+    """Data-loading worker processes for a job with `threads` CPUs (default: job_threads()):
+    all but the one the main (training) process keeps; 0 = load in the main process."""
+    threads = job_threads() if threads is None else int(threads)
+    return max(0, threads - 1)
+
+
 _STARTED_LOGS: set[str] = set()
 
 
@@ -73,6 +152,10 @@ def logged(log_path, step: str, subject: str | None = None):
     root.setLevel(logging.INFO)
     log = logging.getLogger(f"cinerecon.{step}")
     log.info("start%s", f" subject {subject}" if subject else "")
+    if _THREADS:  # the job's threads (use_threads) and what is in effect now
+        now = thread_state()
+        log.info("threads: %d (torch intra-op %s, inter-op %s; pools %s)", _THREADS["threads"], now["torch"],
+                 now["torch_interop"], " ".join(f"{k}={v}" for k, v in now["pools"].items()) or "-")
     try:
         yield log
     except Exception as exc:
@@ -167,3 +250,19 @@ def _output_args(outputs, settings: dict) -> dict:
 
     names = set(inspect.signature(outputs).parameters) - {"layout", "s"}
     return {k: v for k, v in settings.items() if k in names}
+
+
+def training_job_for(smk, model_path, subjects=()):
+    """The TrainingJob (cinerecon.models.resume) of a training rule's script: its side state and
+    data cache beside `model_path`, a fingerprint of its params, subjects and declared inputs,
+    saved every `training.save_state_minutes`, deterministic kernels or not by
+    `training.deterministic` (config, not params: changing them reruns nothing) and
+    DataLoader workers from its threads when it has a GPU."""
+    import torch
+
+    from cinerecon.models.resume import training_job
+
+    training = smk.config.get("training") or {}
+    workers = workers_for(smk.threads) if torch.cuda.is_available() else 0
+    return training_job(model_path, dict(smk.params.items()), subjects, list(smk.input),
+                        training.get("save_state_minutes"), workers, bool(training.get("deterministic", True)))

@@ -10,6 +10,7 @@ rule align:
         f"{RESULTS}/logs/align/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/align/{{shard}}.tsv"
+    threads: CPU_STAGE_THREADS
     resources:
         mem_mb=2000,
         runtime=shard_runtime(15),

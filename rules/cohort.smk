@@ -12,6 +12,7 @@ rule seg_record:
         f"{RESULTS}/logs/seg_record/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/seg_record/{{shard}}.tsv"
+    threads: CPU_STAGE_THREADS
     resources:
         mem_mb=2000,
         runtime=shard_runtime(1),
@@ -35,6 +36,7 @@ rule cohort_recon:
         f"{RESULTS}/logs/cohort_recon/{{method}}/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/cohort_recon/{{method}}/{{shard}}.tsv"
+    threads: CPU_STAGE_THREADS
     resources:
         mem_mb=2000,
         runtime=shard_runtime(2),
@@ -60,6 +62,7 @@ rule cohort_generative:
         f"{RESULTS}/logs/cohort_generative/{{method}}/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/cohort_generative/{{method}}/{{shard}}.tsv"
+    threads: CPU_STAGE_THREADS
     resources:
         mem_mb=2000,
         runtime=shard_runtime(1),
@@ -83,6 +86,7 @@ rule cohort_phenotypes:
         f"{RESULTS}/logs/cohort_phenotypes.log",
     benchmark:
         f"{RESULTS}/benchmarks/cohort_phenotypes.tsv"
+    threads: TABLE_THREADS
     params:
         sheet=SHEET[["subject", "split", "has_labels"]],
         methods=["seg"] + COHORT_RECON_METHODS + COHORT_GENERATIVE,

@@ -10,12 +10,17 @@ from pathlib import Path
 
 from cinerecon.batch import SHARD_PATTERN, make_shards, stat_fingerprint
 from cinerecon.config_checks import check_workflow_config
-from cinerecon.io.sheet import SUBJECT_PATTERN, cohort_sheet, lax_of
+from cinerecon.io.sheet import PRETRAINING_SPLITS, SUBJECT_PATTERN, cohort_sheet, lax_of
+from cinerecon.io.sheet import pretraining_subjects as sheet_pretraining_subjects
 from cinerecon.io.subject import VIEWS
 from cinerecon.latent.names import deeprecon_variant
 from cinerecon.layout import LAX_VIEWS
 from cinerecon.tables.report import report_names
 
+# `config` is the effective configuration (Snakefile): config/presets/{preset}.yaml with the
+# user's --configfile/--config merged over it. Both presets set every key that the section
+# dicts below give a fallback for, so those fallbacks never decide a run's value
+# (tests/test_config_presets.py checks it for the paper preset).
 RESULTS = config["results"]
 COHORT = config["cohort"]
 SHEET = cohort_sheet(COHORT)
@@ -37,6 +42,22 @@ def settings_for(section, keys):
     """The keys of a config section that a job reads, as its params, so that changing another key
     (an inference setting, for a training rule) does not rerun it."""
     return {k: section[k] for k in keys if k in section}
+
+
+def training_runtime(minutes):
+    """A training job's `runtime` (minutes), doubled, tripled... with each attempt: a job killed
+    at its time limit resumes from its saved state (cinerecon.models.resume) with more time."""
+
+    def runtime(wildcards, attempt):
+        return minutes * attempt
+
+    return runtime
+
+
+def pretraining_subjects(section):
+    """Subjects of the splits a generative model pre-trains on (`pretrain_splits`, default every
+    non-test split), labelled or not (cinerecon.io.sheet.pretraining_subjects)."""
+    return sheet_pretraining_subjects(SHEET, section.get("pretrain_splits", PRETRAINING_SPLITS))
 
 
 def shard_runtime(seconds_per_subject, minimum=10):
@@ -139,7 +160,7 @@ SEG = {"enabled": True, "model": "tiny", "checkpoint": None, "epochs": 30, "batc
        **config.get("segmentation", {})}
 # What training a U-Net reads (cinerecon.models.seg_files.train_from_files); predict_frames,
 # checkpoint and enabled are inference's and the DAG's
-SEG_TRAINING_KEYS = ("model", "epochs", "batch_size", "lr", "seed", "frames", "frame_stride")
+SEG_TRAINING_KEYS = ("model", "epochs", "batch_size", "lr", "seed", "frames", "frame_stride", "precision")
 SEG_TRAIN = [s for s in LABELLED if SHEET.loc[s, "split"] == "train"]
 SEG_VAL = [s for s in LABELLED if SHEET.loc[s, "split"] == "val"]
 SEG_CHECKPOINT = SEG["checkpoint"] or f"{RESULTS}/models/seg/{SEG['model']}/model.pt"
@@ -154,13 +175,16 @@ DEEPRECON = {"enabled": False, "preset": "tiny", "frame_stride": 1, "gan_steps":
              "inversion": {}, "seg_epochs": SEG["epochs"], **config.get("deeprecon", {})}
 DEEPRECON_ON = bool(DEEPRECON["enabled"]) and SEG_ON and bool(SEG_TRAIN) and bool(SEG_VAL)
 # What G and E training read (cinerecon.latent.deeprecon_files); inversion and motion are inference's
-GAN_TRAINING_KEYS = ("preset", "frame_stride", "gan_steps", "gan_lr", "batch_size", "seed")
-ENCODER_TRAINING_KEYS = ("preset", "frame_stride", "encoder_steps", "encoder_lr", "batch_size", "seed")
+GAN_TRAINING_KEYS = ("preset", "frame_stride", "gan_steps", "gan_lr", "batch_size", "seed", "precision")
+ENCODER_TRAINING_KEYS = ("preset", "frame_stride", "encoder_steps", "encoder_lr", "batch_size", "seed", "precision")
 INVERSION_STEPS = sorted(int(n) for n in DEEPRECON["inversion"].get("steps", [0, 1000, 10000]))
 DEEPRECON_VARIANTS = {n: deeprecon_variant(n) for n in INVERSION_STEPS} if DEEPRECON_ON else {}
 LATENT_METHODS = list(DEEPRECON_VARIANTS.values())
 LATENT_PATTERN = "|".join(LATENT_METHODS) or "NONE"
 DEEPRECON_MODELS = f"{RESULTS}/models/deeprecon/{DEEPRECON['preset']}"
+# G and E pre-train on every subject of deeprecon.pretrain_splits (the paper: 6,846 subjects,
+# mostly unlabelled)
+DEEPRECON_PRETRAIN = pretraining_subjects(DEEPRECON)
 # Inverted and reconstructed: every subject (the cohort table has a row per subject and
 # method; unlabelled subjects' ED/ES slices come from the network's segmentation)
 INVERT_SUBJECTS = SUBJECTS if DEEPRECON_ON else []
@@ -198,7 +222,8 @@ DMCVR = {"enabled": False, "preset": "tiny", "methods": ["dmcvr", "diffae"], "fr
 DMCVR_ON = bool(DMCVR["enabled"]) and SEG_ON and bool(SEG_TRAIN)
 # What diffusion training reads (cinerecon.latent.dmcvr.train_diffusion_files); ddim_steps, refine,
 # inference_batch_size and subjects_per_pass are inference's
-DIFFUSION_TRAINING_KEYS = ("preset", "frame_stride", "steps", "batch_size", "lr", "seed", "model")
+DIFFUSION_TRAINING_KEYS = ("preset", "frame_stride", "steps", "batch_size", "lr", "seed", "model", "precision")
+DMCVR_PRETRAIN = pretraining_subjects(DMCVR)  # every subject of dmcvr.pretrain_splits
 check_workflow_config(config, SHEET, workflow)  # strict inputs: refuse what the *_ON switches would drop
 DIFFUSION_METHODS = list(DMCVR["methods"]) if DMCVR_ON else []
 DIFFUSION_PATTERN = "|".join(DIFFUSION_METHODS) or "NONE"
@@ -268,3 +293,19 @@ def final_outputs():
     outputs += MOTION_OUTPUTS
     outputs.append(f"{RESULTS}/tables/subject_status.tsv")
     return outputs
+
+
+# ---- CPU threads per job ---------------------------------------------------------------------
+# Every rule declares one of these as its `threads`. Each job's script passes them on to
+# cinerecon.workflow.use_threads (torch, BLAS and OpenMP pools); on SLURM they become the
+# job's --cpus-per-task (profiles/slurm); locally Snakemake caps them at --cores. Change them
+# here for a site, or per rule with --set-threads RULENAME=N (or `set-threads` in a profile).
+TABLE_THREADS = 1  # cohort tables, figures, status: pandas and matplotlib on one core
+# Per-shard CPU stages (synth, ingest, crop, align, baselines, evaluation, cohort records):
+# scipy.ndimage, scipy.optimize, elementwise numpy and pycpd, all on one core (a 2nd thread
+# left align at 15 s and the CPD baseline at 0.6 s per subject), so one CPU per job and
+# more jobs side by side; raise it if a stage gains multithreaded work.
+CPU_STAGE_THREADS = 1
+# GPU-tagged rules (resources gpu=1): the main process feeding the GPU (and its intra-op
+# threads on a CPU-only machine) plus data-loading workers (cinerecon.workflow.workers_for)
+GPU_THREADS = 8

@@ -10,6 +10,7 @@ rule crop:
         f"{RESULTS}/logs/crop/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/crop/{{shard}}.tsv"
+    threads: CPU_STAGE_THREADS
     resources:
         mem_mb=2000,
         runtime=shard_runtime(2),
@@ -32,6 +33,7 @@ rule centring_table:
         f"{RESULTS}/logs/centring_table.log",
     benchmark:
         f"{RESULTS}/benchmarks/centring_table.tsv"
+    threads: TABLE_THREADS
     params:
         labelled=LABELLED,
     conda:

@@ -1,12 +1,12 @@
 # DeepRecon (Chang et al., MICCAI 2022): StyleGAN2 G and W+ encoder E trained on the
-# pre-training (train) subjects' cines, hybrid inversion of every ED/ES slice (variants by
+# pre-training subjects' cines (deeprecon.pretrain_splits, labelled or not), hybrid inversion of every ED/ES slice (variants by
 # step count), a Seg U-Net trained on G(w*), and 3D volumes by lerp in W+ between adjacent
 # slices. Training, inversion and generation are GPU-tagged; checkpoints are inputs.
 
 
 rule train_stylegan2:
     input:
-        manifests("align", SEG_TRAIN),
+        manifests("align", DEEPRECON_PRETRAIN),
     output:
         generator=f"{DEEPRECON_MODELS}/generator.pt",
         history=f"{DEEPRECON_MODELS}/gan_history.tsv",
@@ -15,12 +15,13 @@ rule train_stylegan2:
         f"{RESULTS}/logs/train_stylegan2.log",
     benchmark:
         f"{RESULTS}/benchmarks/train_stylegan2.tsv"
+    threads: GPU_THREADS
     resources:
         gpu=1,
         mem_mb=16000,
-        runtime=24 * 60,
+        runtime=training_runtime(24 * 60),
     params:
-        subjects=SEG_TRAIN,
+        subjects=DEEPRECON_PRETRAIN,
         settings=settings_for(DEEPRECON, GAN_TRAINING_KEYS),
     conda:
         "../envs/gpu.yaml"
@@ -30,7 +31,7 @@ rule train_stylegan2:
 
 rule train_encoder:
     input:
-        aligned=manifests("align", SEG_TRAIN),
+        aligned=manifests("align", DEEPRECON_PRETRAIN),
         generator=f"{DEEPRECON_MODELS}/generator.pt",
         seg=SEG_CHECKPOINT,  # its features are the perceptual distance
     output:
@@ -40,12 +41,13 @@ rule train_encoder:
         f"{RESULTS}/logs/train_encoder.log",
     benchmark:
         f"{RESULTS}/benchmarks/train_encoder.tsv"
+    threads: GPU_THREADS
     resources:
         gpu=1,
         mem_mb=16000,
-        runtime=12 * 60,
+        runtime=training_runtime(12 * 60),
     params:
-        subjects=SEG_TRAIN,
+        subjects=DEEPRECON_PRETRAIN,
         settings=settings_for(DEEPRECON, ENCODER_TRAINING_KEYS),
     conda:
         "../envs/gpu.yaml"
@@ -66,6 +68,7 @@ rule invert:
         f"{RESULTS}/logs/invert/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/invert/{{shard}}.tsv"
+    threads: GPU_THREADS
     resources:
         gpu=1,
         mem_mb=8000,
@@ -93,10 +96,11 @@ rule train_seg_latent:
         f"{RESULTS}/logs/train_seg_latent/{{method}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train_seg_latent/{{method}}.tsv"
+    threads: GPU_THREADS
     resources:
         gpu=1,
         mem_mb=16000,
-        runtime=240,
+        runtime=training_runtime(240),
     params:
         train=SEG_TRAIN,
         val=SEG_VAL,
@@ -122,6 +126,7 @@ rule recon_latent:
         f"{RESULTS}/logs/recon_latent/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/recon_latent/{{shard}}.tsv"
+    threads: GPU_THREADS
     resources:
         gpu=1,
         mem_mb=8000,
@@ -149,10 +154,11 @@ rule train_wplus_segnet:
         f"{RESULTS}/logs/train_wplus_segnet.log",
     benchmark:
         f"{RESULTS}/benchmarks/train_wplus_segnet.tsv"
+    threads: GPU_THREADS
     resources:
         gpu=1,
         mem_mb=16000,
-        runtime=240,
+        runtime=training_runtime(240),
     params:
         train=SEG_TRAIN,
         val=SEG_VAL,
@@ -174,6 +180,7 @@ rule wplus_segnet_rows:
         f"{RESULTS}/logs/wplus_segnet_rows/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/wplus_segnet_rows/{{shard}}.tsv"
+    threads: GPU_THREADS
     resources:
         gpu=1,
         mem_mb=4000,

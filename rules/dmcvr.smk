@@ -1,13 +1,14 @@
 # DMCVR (He et al., MICCAI 2023) and its DiffAE ablation: a diffusion autoencoder trained on
-# the train subjects' cine slices (DMCVR also conditioned on the frozen SAX U-Net's
-# bottleneck, z_mor); every ED/ES slice of a shard encoded by DDIM inversion, the codes
-# interpolated between adjacent slices (lerp z_sem, z_mor; slerp x_T), decoded and
+# the pre-training subjects' cine slices (dmcvr.pretrain_splits, labelled or not; DMCVR also
+# conditioned on the frozen SAX U-Net's bottleneck, z_mor); every ED/ES slice of a shard
+# encoded by DDIM inversion, the codes interpolated between adjacent slices (lerp z_sem,
+# z_mor; slerp x_T), decoded and
 # segmented with the U-Net trained on real images. GPU-tagged; checkpoints are inputs.
 
 
 rule train_diffusion:
     input:
-        aligned=manifests("align", SEG_TRAIN),
+        aligned=manifests("align", DMCVR_PRETRAIN),
         seg=lambda wc: [SEG_CHECKPOINT] if wc.method == "dmcvr" else [],  # z_mor; DiffAE has none
     output:
         model=f"{RESULTS}/models/{{method}}/{DMCVR['preset']}/model.pt",
@@ -19,12 +20,13 @@ rule train_diffusion:
         f"{RESULTS}/logs/train_diffusion/{{method}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train_diffusion/{{method}}.tsv"
+    threads: GPU_THREADS
     resources:
         gpu=1,
         mem_mb=32000,
-        runtime=5 * 24 * 60,
+        runtime=training_runtime(5 * 24 * 60),
     params:
-        subjects=SEG_TRAIN,
+        subjects=DMCVR_PRETRAIN,
         settings=settings_for(DMCVR, DIFFUSION_TRAINING_KEYS),
     conda:
         "../envs/gpu.yaml"
@@ -51,6 +53,7 @@ rule recon_diffusion:
         f"{RESULTS}/logs/recon_diffusion/{{method}}/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/recon_diffusion/{{method}}/{{shard}}.tsv"
+    threads: GPU_THREADS
     resources:
         gpu=1,
         mem_mb=16000,
@@ -76,6 +79,7 @@ rule heldout_linear:
         f"{RESULTS}/logs/heldout_linear/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/heldout_linear/{{shard}}.tsv"
+    threads: CPU_STAGE_THREADS
     resources:
         mem_mb=2000,
         runtime=shard_runtime(2),

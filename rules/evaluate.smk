@@ -15,6 +15,7 @@ rule evaluate:
         f"{RESULTS}/logs/evaluate/{{method}}/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/evaluate/{{method}}/{{shard}}.tsv"
+    threads: CPU_STAGE_THREADS
     resources:
         mem_mb=3000,
         runtime=shard_runtime(3),
@@ -37,6 +38,7 @@ rule reference_phenotypes:
         f"{RESULTS}/logs/reference_phenotypes/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/reference_phenotypes/{{shard}}.tsv"
+    threads: CPU_STAGE_THREADS
     resources:
         mem_mb=1000,
         runtime=shard_runtime(1),
@@ -61,6 +63,7 @@ rule shard_evaluated:
         f"{RESULTS}/logs/shard_evaluated/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/shard_evaluated/{{shard}}.tsv"
+    threads: TABLE_THREADS
     params:
         shard=shard_job(EVAL_SUBJECTS),
     conda:

@@ -13,6 +13,7 @@ if FROM_DICOM:
             f"{RESULTS}/logs/ingest/{{shard}}.log",
         benchmark:
             f"{RESULTS}/benchmarks/ingest/{{shard}}.tsv"
+        threads: CPU_STAGE_THREADS
         resources:
             mem_mb=3000,
             runtime=shard_runtime(4),
@@ -37,6 +38,7 @@ else:
             f"{RESULTS}/logs/ingest/{{shard}}.log",
         benchmark:
             f"{RESULTS}/benchmarks/ingest/{{shard}}.tsv"
+        threads: CPU_STAGE_THREADS
         resources:
             mem_mb=2000,
             runtime=shard_runtime(2),

@@ -27,6 +27,7 @@ rule motion_adaptation:
         f"{RESULTS}/logs/motion_adaptation/{{source}}_to_{{target}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/motion_adaptation/{{source}}_to_{{target}}.tsv"
+    threads: GPU_THREADS
     resources:
         gpu=1,
         mem_mb=8000,

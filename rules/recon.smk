@@ -12,6 +12,7 @@ rule recon_baseline:
         f"{RESULTS}/logs/recon_baseline/{{method}}/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/recon_baseline/{{method}}/{{shard}}.tsv"
+    threads: CPU_STAGE_THREADS
     resources:
         mem_mb=2000,
         runtime=shard_runtime(2),

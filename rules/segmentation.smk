@@ -16,10 +16,11 @@ rule train_seg:
         f"{RESULTS}/logs/train_seg/{{seg_model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train_seg/{{seg_model}}.tsv"
+    threads: GPU_THREADS
     resources:
         gpu=1,
         mem_mb=16000,
-        runtime=240,
+        runtime=training_runtime(240),
     params:
         settings=settings_for(SEG, SEG_TRAINING_KEYS),
         train=SEG_TRAIN,
@@ -40,6 +41,7 @@ rule seg:
         f"{RESULTS}/logs/seg/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/seg/{{shard}}.tsv"
+    threads: GPU_THREADS
     resources:
         gpu=1,
         mem_mb=8000,
@@ -64,6 +66,7 @@ rule eval_directseg:
         f"{RESULTS}/logs/eval_directseg/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/eval_directseg/{{shard}}.tsv"
+    threads: CPU_STAGE_THREADS
     params:
         shard=shard_job(SEG_EVAL_SUBJECTS),
     conda:

@@ -10,6 +10,7 @@ rule synth_sheet:
         f"{RESULTS}/logs/synth_sheet.log",
     benchmark:
         f"{RESULTS}/benchmarks/synth_sheet.tsv"
+    threads: TABLE_THREADS
     params:
         sheet=SHEET,
     conda:
@@ -25,6 +26,7 @@ rule synth:
         f"{RESULTS}/logs/synth/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/synth/{{shard}}.tsv"
+    threads: CPU_STAGE_THREADS
     resources:
         mem_mb=3000,
         runtime=shard_runtime(10),

@@ -23,6 +23,7 @@ rule report:
         f"{RESULTS}/logs/report.log",
     benchmark:
         f"{RESULTS}/benchmarks/report.tsv"
+    threads: TABLE_THREADS
     params:
         methods=RECON_METHODS,
         truth=HAS_TRUTH,
@@ -45,6 +46,7 @@ rule subject_status:
         f"{RESULTS}/logs/subject_status.log",
     benchmark:
         f"{RESULTS}/benchmarks/subject_status.tsv"
+    threads: TABLE_THREADS
     params:
         subjects=SUBJECTS,
     conda:
@@ -65,6 +67,7 @@ rule lax_overlay:
         f"{RESULTS}/logs/lax_overlay/{{method}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/lax_overlay/{{method}}.tsv"
+    threads: TABLE_THREADS
     params:
         subjects=OVERLAY_SUBJECTS,
         views=LAX_VIEWS,

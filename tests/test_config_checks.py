@@ -19,22 +19,17 @@ from cinerecon.config_checks import (
     check_synthetic_splits,
     check_workflow_config,
 )
+from cinerecon.config_presets import deep_merge as merged  # a preset and a user's config, merged
+from cinerecon.config_presets import resolve_config
 from cinerecon.io.sheet import SheetError, cohort_sheet, parse_has_labels, read_sheet, validate_sheet
 from cinerecon.phenotypes import PHENOTYPE_COLUMNS
 from cinerecon.tables import with_split
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = str(REPO / "config/schema.yaml")
-DEMO = yaml.safe_load((REPO / "config/config.yaml").read_text())
+PRESETS = REPO / "config/presets"
+DEMO = yaml.safe_load((PRESETS / "demo.yaml").read_text())
 TINY = yaml.safe_load((REPO / "tests/data/tiny.yaml").read_text())
-
-
-def merged(base: dict, over: dict) -> dict:
-    """Snakemake's update_config: `over` merged into a copy of `base`, mappings recursively."""
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
 
 
 def schema_error(cfg: dict) -> str:
@@ -58,11 +53,11 @@ def test_demo_and_test_configs_validate_alone():
     validate(copy.deepcopy(TINY), SCHEMA)
 
 
-@pytest.mark.parametrize("path", ["config/demo_dicom.yaml", "config/ukbb_nifti.example.yaml",
+@pytest.mark.parametrize("path", ["config/config.yaml", "config/demo_dicom.yaml", "config/ukbb_nifti.example.yaml",
                                   "config/ukbb_dicom.example.yaml", "tests/data/tiny.yaml"])
-def test_override_configs_validate_over_the_demo_config(path):
-    """Run from the repository, a --configfile is merged over config/config.yaml."""
-    validate(merged(DEMO, yaml.safe_load((REPO / path).read_text())), SCHEMA)
+def test_shipped_configs_validate_over_their_preset(path):
+    """A --configfile is merged over the preset it names (demo unless it says paper)."""
+    validate(resolve_config(yaml.safe_load((REPO / path).read_text()), PRESETS), SCHEMA)
 
 
 def test_every_schema_object_refuses_unknown_keys():
@@ -343,13 +338,14 @@ def test_dmcvr_enabled_without_labelled_train_subjects_is_refused(tmp_path):
 
 
 def test_methods_enabled_only_by_the_demo_config_are_switched_off_with_a_note(caplog):
-    """config/config.yaml enables DeepRecon and DMCVR; a user's NIfTI cohort that turns
-    segmentation off must not have to turn them off too, but is told."""
+    """The presets enable DeepRecon and DMCVR; a user's NIfTI cohort that turns segmentation
+    off must not have to turn them off too, but is told. The user's keys are exactly Snakemake's
+    --configfile/--config values."""
     user = {"segmentation": {"enabled": False}}
-    cfg = merged(DEMO, user)
+    cfg = resolve_config(user, PRESETS)
     notes = check_config(cfg, FULL, user)
     assert [n.split(":")[0] for n in notes] == ["config key deeprecon.enabled", "config key dmcvr.enabled"]
-    assert "off for this cohort although config/config.yaml enables it" in notes[0]
+    assert "off for this cohort although the demo preset enables it: DeepRecon needs the segmentation" in notes[0]
 
     class Workflow:  # Snakemake's --configfile values
         class config_settings:
@@ -358,6 +354,37 @@ def test_methods_enabled_only_by_the_demo_config_are_switched_off_with_a_note(ca
     with caplog.at_level("WARNING", logger="snakemake.logging"):
         assert check_workflow_config(cfg, FULL, Workflow) == notes
     assert "config key dmcvr.enabled" in caplog.text
+
+
+def test_a_user_who_enables_a_method_the_cohort_cannot_feed_gets_an_error_not_a_note():
+    user = {"segmentation": {"enabled": False}, "dmcvr": {"enabled": True}}
+    with pytest.raises(ConfigError, match=r"^config key dmcvr.enabled: DMCVR needs the segmentation network"):
+        check_config(resolve_config(user, PRESETS), FULL, user)
+
+
+def test_the_paper_presets_methods_and_evaluation_are_noted_off_for_a_cohort_without_labels():
+    """A paper run over a cohort whose test subjects are unlabelled and without a segmentation
+    network: what only the preset asks for is noted, naming the preset."""
+    rows = sheet([("A", "train", False), ("B", "val", False), ("C", "test", False)])
+    user = {"preset": "paper", "results": "r", "cohort": {"kind": "nifti"}, "segmentation": {"enabled": False}}
+    notes = check_config(resolve_config(user, PRESETS), rows, user)
+    assert [n.split(":")[0] for n in notes] == ["config key evaluation.splits", "config key deeprecon.enabled",
+                                               "config key dmcvr.enabled"]
+    assert "the paper preset evaluates split(s) ['test'], and no subject in them has manual labels" in notes[0]
+    assert "although the paper preset enables it" in notes[1]
+
+
+def test_a_plain_demo_run_has_no_user_keys():
+    """`snakemake` without --configfile: Snakemake's overwrite_config is {}, so every key is the
+    preset's (a note, never an error, for what the cohort cannot feed)."""
+
+    class Workflow:
+        class config_settings:
+            overwrite_config = {}
+
+    cfg = merged(DEMO, {"segmentation": {"enabled": False}})  # as if the preset itself had it off
+    notes = check_workflow_config(cfg, FULL, Workflow)
+    assert [n.split(":")[0] for n in notes] == ["config key deeprecon.enabled", "config key dmcvr.enabled"]
 
 
 def test_motion_pair_must_be_in_the_sheet():

@@ -9,6 +9,7 @@ from cinerecon.io.nifti import load_nifti, save_nifti
 from cinerecon.latent.deeprecon_files import subject_slices
 from cinerecon.latent.dmcvr import (
     DiffusionShard,
+    ModelGrid,
     decode_codes,
     encode_slices,
     diffusion_config,
@@ -140,3 +141,63 @@ def test_config_pads_odd_crops_to_the_denoiser_multiple():
     images = np.random.default_rng(0).uniform(-1, 1, (2, 1, 30, 30)).astype(np.float32)
     codes = encode_slices(model, images, 2, 2, "cpu")
     assert codes["x_T"].shape[-1] == 32 and decode_codes(model, codes, 2, 2, "cpu").shape == (2, 1, 30, 30)
+
+
+def disc(size, centre, radius):
+    yy, xx = np.mgrid[:size, :size] + 0.5  # pixel centres, in pixels of this grid
+    return np.where(np.hypot(yy - centre[0] * size, xx - centre[1] * size) < radius * size, 1.0, -1.0)
+
+
+def centroid(image):
+    w = (np.asarray(image) + 1) / 2
+    yy, xx = np.mgrid[:w.shape[0], :w.shape[1]] + 0.5
+    return np.array([(w * yy).sum(), (w * xx).sum()]) / w.sum() / w.shape[0]  # fraction of the field
+
+
+def test_the_model_grid_resamples_crops_over_the_same_field_of_view_and_back():
+    """DMCVR's published 256 px on a 96 px crop: a disc keeps its place (fraction of the field of
+    view) on the model's grid and back on the crop's; a linear ramp comes back in place."""
+    grid = ModelGrid(crop=96, size=256, multiple=32)
+    assert grid.resampled
+    image = disc(96, (0.41, 0.57), 0.2)[None, None].astype(np.float32)
+    up = grid.to_model(image)
+    assert up.shape == (1, 1, 256, 256)
+    assert np.allclose(centroid(up[0, 0].numpy()), centroid(image[0, 0]), atol=0.1 / 256)
+    back = grid.to_crop(up).numpy()
+    assert back.shape == image.shape
+    assert np.allclose(centroid(back[0, 0]), centroid(image[0, 0]), atol=0.05 / 96)
+    ramp = np.broadcast_to(np.linspace(-0.9, 0.9, 96, dtype=np.float32)[None, :], (96, 96))[None, None].copy()
+    out = grid.to_crop(grid.to_model(ramp)).numpy()
+    step = ramp[0, 0, 0, 1] - ramp[0, 0, 0, 0]
+    # away from the border, off by under 2 % of one pixel's step: a shift of < 0.02 px
+    assert np.abs(out - ramp)[..., 4:-4].max() < 0.02 * step
+
+
+def test_the_model_grid_pads_when_the_model_is_the_crop_rounded_up():
+    grid = ModelGrid(crop=30, size=32, multiple=8)
+    assert not grid.resampled
+    image = np.random.default_rng(0).uniform(-1, 1, (2, 1, 30, 30)).astype(np.float32)
+    padded = grid.to_model(image)
+    assert padded.shape[-1] == 32 and torch.equal(grid.to_crop(padded), torch.from_numpy(image))
+    with pytest.raises(ValueError, match="30 x 30"):
+        grid.to_model(image[..., :28, :28])
+
+
+def test_the_paper_preset_works_at_256_px_and_the_segmentation_sees_the_crop_scale():
+    seg = UNet(UNetConfig.tiny(depth=3))  # trained on 96 px crops: bottleneck 12 x 12
+    config = diffusion_config({"preset": "paper", "model": {}}, 96, seg)
+    assert config.image_size == 256 and config.seg_input_size == 96
+    assert config.mor_downsample == 16 and config.mor_level == 4  # 256 / 12 -> the 16 x 16 level
+    tiny = diffusion_config({"preset": "tiny", "model": {"width": 8, "image_size": 128}}, 96, seg)
+    assert tiny.image_size == 128 and tiny.seg_input_size == 96
+    assert diffusion_config(SETTINGS, 96, seg).seg_input_size == 0  # no resampling at the crop size
+
+
+def test_decoded_slices_of_a_resampling_model_lie_on_the_crop_grid():
+    seg = UNet(UNetConfig.tiny(depth=2))
+    config = diffusion_config({"preset": "tiny", "model": {"width": 8, "image_size": 48}}, 32, seg)
+    model = DiffAE(config, seg_model=seg).eval()
+    images = np.stack([disc(32, (0.5, 0.5), 0.25)[None]] * 2).astype(np.float32)
+    codes = encode_slices(model, images, 2, 2, "cpu")
+    assert codes["x_T"].shape[-1] == 48 and codes["z_mor"].shape[-1] == 8  # the seg sees 32 px
+    assert decode_codes(model, codes, 2, 2, "cpu").shape == (2, 1, 32, 32)

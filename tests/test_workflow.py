@@ -154,8 +154,11 @@ TRAININGS = {"train_seg", "train_stylegan2", "train_encoder", "train_diffusion"}
     ("dmcvr", "subjects_per_pass", 1, set()),
     ("recon", "target_spacing_mm", 1.5, set()),
     ("evaluation", "overlay_subjects", 2, set()),
+    ("training", "save_state_minutes", 5, set()),  # how, not what, a model trains
+    ("training", "deterministic", False, set()),
+    ("deeprecon", "pretrain_splits", ["train"], {"train_stylegan2", "train_encoder"}),
     ("dmcvr", "steps", 11, {"train_diffusion"}),
-    ("segmentation", "lr", 0.002, {"train_seg"}),
+    ("segmentation", "lr", 0.003, {"train_seg"}),
     ("deeprecon", "gan_steps", 21, {"train_stylegan2"}),
     ("deeprecon", "encoder_lr", 0.002, {"train_encoder"}),
 ])
@@ -173,6 +176,23 @@ def test_an_inference_setting_never_retrains_a_model(tiny_run, tmp_path, section
         assert retrains <= planned, planned
     else:
         assert not planned & TRAININGS, planned
+
+
+def test_generative_models_pretrain_on_every_non_test_subject_and_no_test_subject_trains(tiny_run):
+    """G, E and the diffusion autoencoders pre-train on the train and val splits (labelled or
+    not: the val subject is in no labelled training set); no test subject enters any training
+    set; a finished training leaves no side state or slice cache behind."""
+    results = tiny_run / "results"
+    sheet = pd.read_csv(results / "synthetic/subjects.tsv", sep="\t", dtype=str).set_index("subject")
+    test = set(sheet.index[sheet["split"] == "test"])
+    non_test = set(sheet.index) - test
+    for log in ["train_stylegan2.log", "train_encoder.log", "train_diffusion/dmcvr.log", "train_diffusion/diffae.log"]:
+        line = next(l for l in (results / "logs" / log).read_text().splitlines() if "pre-training subjects" in l)
+        assert set(line.split(": ", 2)[-1].split()) == non_test, (log, line)
+    for line in (results / "logs/train_seg/tiny.log").read_text().splitlines():
+        if "training subjects" in line or "validation subjects" in line:
+            assert not set(line.split(": ", 2)[-1].split()) & test, line
+    assert not list(results.rglob(".*.training-state.pt")) and not list(results.rglob(".*.training-data"))
 
 
 def test_the_read_audit_finds_an_undeclared_read(tmp_path):
@@ -390,7 +410,7 @@ def test_fixing_labels_after_an_interrupted_run_changes_that_subjects_directseg_
     cfg = {"results": str(tmp_path / "results"),
            "cohort": {"kind": "nifti", "nifti": {"root": str(root), "sheet": str(tmp_path / "subjects.tsv"),
                                                  "lax_labels": "full"}},
-           "segmentation": {"epochs": 2, "batch_size": 8},
+           "segmentation": {"epochs": 4, "batch_size": 8, "lr": 0.001, "frames": "ed_es"},
            "deeprecon": {"enabled": False}, "dmcvr": {"enabled": False},
            "recon": {"baselines": ["nn"]},
            "crop": {"sax_size": [64, 64], "lax_size": [64, 64]}}
@@ -422,6 +442,7 @@ def test_fixing_labels_after_an_interrupted_run_changes_that_subjects_directseg_
     assert run.returncode == 0, run.stderr[-3000:]
     after = pd.read_parquet(rows)
     rvc = lambda t: t.loc[t["structure"] == "RVC", "dice"].tolist()  # noqa: E731
+    assert max(rvc(before)) > 0  # the network finds the RV the old labels had
     assert rvc(after) != rvc(before)
     assert after.loc[after["structure"] == "LVC", "dice"].tolist() == before.loc[before["structure"] == "LVC", "dice"].tolist()
     # the shard jobs reran, but inside them only the corrected subject was recomputed

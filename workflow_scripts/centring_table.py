@@ -2,7 +2,9 @@ from cinerecon.batch import ok_subjects
 from cinerecon.io.files import write_tsv
 from cinerecon.layout import Layout
 from cinerecon.tables import frame_from_json
-from cinerecon.workflow import logged
+from cinerecon.workflow import logged, use_threads
+
+use_threads(snakemake.threads)
 
 with logged(snakemake.log[0], "centring_table"):
     layout, labelled = Layout.of_manifest(snakemake.input[0]), set(snakemake.params.labelled)

@@ -1,7 +1,9 @@
 from pathlib import Path
 
 from cinerecon.cohort.stages import write_cohort_tables
-from cinerecon.workflow import logged
+from cinerecon.workflow import logged, use_threads
+
+use_threads(snakemake.threads)
 
 p, inp = snakemake.params, snakemake.input
 with logged(snakemake.log[0], "cohort_phenotypes"):

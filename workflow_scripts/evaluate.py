@@ -1,5 +1,7 @@
 from cinerecon.stages import evaluate_outputs, evaluate_run
-from cinerecon.workflow import shard_stage
+from cinerecon.workflow import shard_stage, use_threads
+
+use_threads(snakemake.threads)
 
 method = snakemake.wildcards.method
 shard_stage(snakemake.log[0], f"evaluate[{method}]", snakemake.params.shard, snakemake.output[0],

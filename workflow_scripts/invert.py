@@ -5,7 +5,9 @@ from cinerecon.models.encoder import load_encoder
 from cinerecon.models.seg_files import default_device
 from cinerecon.models.stylegan2 import load_generator
 from cinerecon.stages import BatchedInversion, Subject
-from cinerecon.workflow import shard_stage
+from cinerecon.workflow import shard_stage, use_threads
+
+use_threads(snakemake.threads)
 
 p, inp = snakemake.params, snakemake.input
 device = default_device()

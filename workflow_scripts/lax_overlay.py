@@ -2,7 +2,9 @@ from cinerecon.batch import ok_subjects
 from cinerecon.evaluate import lax_overlay_panels
 from cinerecon.layout import Layout
 from cinerecon.plots import lax_overlay_grid
-from cinerecon.workflow import logged
+from cinerecon.workflow import logged, use_threads
+
+use_threads(snakemake.threads)
 
 p, method = snakemake.params, snakemake.wildcards.method
 with logged(snakemake.log[0], f"lax_overlay[{method}]"):

@@ -8,7 +8,9 @@ from cinerecon.models.encoder import load_encoder
 from cinerecon.models.seg_files import default_device
 from cinerecon.models.stylegan2 import load_generator
 from cinerecon.models.train_seg import load_checkpoint
-from cinerecon.workflow import logged
+from cinerecon.workflow import logged, use_threads
+
+use_threads(snakemake.threads)
 
 p, inp, wc = snakemake.params, snakemake.input, snakemake.wildcards
 pair = f"{wc.source}_to_{wc.target}"

@@ -3,7 +3,9 @@ from cinerecon.models.diffusion import load_diffae
 from cinerecon.models.seg_files import default_device
 from cinerecon.models.train_seg import load_checkpoint
 from cinerecon.stages import BatchedDiffusion, Subject, acquired_rows_outputs, acquired_rows_run
-from cinerecon.workflow import logged, shard_stage
+from cinerecon.workflow import logged, shard_stage, use_threads
+
+use_threads(snakemake.threads)
 
 p, inp, out, method = snakemake.params, snakemake.input, snakemake.output, snakemake.wildcards.method
 device = default_device()

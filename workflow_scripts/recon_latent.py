@@ -9,7 +9,9 @@ from cinerecon.stages import (
     recon_latent_outputs,
     recon_latent_run,
 )
-from cinerecon.workflow import shard_stage
+from cinerecon.workflow import shard_stage, use_threads
+
+use_threads(snakemake.threads)
 
 p, inp, out = snakemake.params, snakemake.input, snakemake.output
 device = default_device()

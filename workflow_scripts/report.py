@@ -2,7 +2,9 @@ from pathlib import Path
 
 from cinerecon.layout import Layout
 from cinerecon.tables.report import report_inputs, write_report
-from cinerecon.workflow import logged
+from cinerecon.workflow import logged, use_threads
+
+use_threads(snakemake.threads)
 
 p, inp = snakemake.params, snakemake.input
 with logged(snakemake.log[0], "report"):

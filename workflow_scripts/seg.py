@@ -1,7 +1,9 @@
 from cinerecon.models.seg_files import default_device
 from cinerecon.models.train_seg import load_checkpoint
 from cinerecon.stages import seg_outputs, seg_run
-from cinerecon.workflow import shard_stage
+from cinerecon.workflow import shard_stage, use_threads
+
+use_threads(snakemake.threads)
 
 p, checkpoint = snakemake.params, snakemake.input.model
 device = default_device()

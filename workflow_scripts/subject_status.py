@@ -1,6 +1,8 @@
 from cinerecon.batch import subject_status
 from cinerecon.io.files import write_tsv
-from cinerecon.workflow import logged
+from cinerecon.workflow import logged, use_threads
+
+use_threads(snakemake.threads)
 
 with logged(snakemake.log[0], "subject_status") as log:
     table = subject_status(snakemake.input, snakemake.params.subjects)

@@ -2,7 +2,9 @@ from cinerecon.batch import ok_subjects
 from cinerecon.latent.deeprecon_files import train_encoder_files
 from cinerecon.layout import Layout
 from cinerecon.models.seg_files import default_device
-from cinerecon.workflow import logged
+from cinerecon.workflow import logged, training_job_for, use_threads
+
+use_threads(snakemake.threads)
 
 inp = snakemake.input
 with logged(snakemake.log[0], "train_encoder") as log:
@@ -10,5 +12,6 @@ with logged(snakemake.log[0], "train_encoder") as log:
     done = set(ok_subjects(inp.aligned))
     paths = {s: layout.aligned(s)["sa"] for s in snakemake.params.subjects if s in done}
     history = train_encoder_files(inp.generator, paths, inp.seg, snakemake.params.settings,
-                                  dict(snakemake.output), default_device())
+                                  dict(snakemake.output), default_device(),
+                                  training_job_for(snakemake, snakemake.output.encoder))
     log.info("last step: %s", history[-1] if history else None)

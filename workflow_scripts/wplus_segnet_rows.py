@@ -1,7 +1,9 @@
 from cinerecon.models.seg_files import default_device
 from cinerecon.models.wplus_segnet import load_wplus_segnet
 from cinerecon.stages import wplus_segnet_outputs, wplus_segnet_run
-from cinerecon.workflow import shard_stage
+from cinerecon.workflow import shard_stage, use_threads
+
+use_threads(snakemake.threads)
 
 p, inp = snakemake.params, snakemake.input
 device = default_device()

@@ -139,3 +139,19 @@ def lax_of(sheet: pd.DataFrame, cohort: dict) -> dict[str, dict[str, str]]:
     default = lax_conventions(cohort_lax_convention(cohort))
     return {s: (lax_conventions(value) if value else default)
             for s, value in sheet.loc[sheet["has_labels"], "lax_labels"].items()}
+
+
+PRETRAINING_SPLITS = ("train", "val")
+
+
+def pretraining_subjects(sheet: pd.DataFrame, splits=PRETRAINING_SPLITS) -> list[str]:
+    """Subjects of `splits` in sheet order, labelled or not: what a generative model pre-trains
+    on (appearance needs no labels; the papers pre-train on thousands of unlabelled UK Biobank
+    subjects). The test split is refused: its subjects never enter a training set."""
+    splits = list(splits)
+    if "test" in splits:
+        raise ValueError("test subjects never enter a training set: remove 'test' from pretrain_splits")
+    unknown = sorted(set(splits) - set(SPLITS))
+    if unknown:
+        raise ValueError(f"unknown split(s) {unknown} in pretrain_splits; use train and/or val")
+    return list(sheet.index[sheet["split"].isin(splits)])

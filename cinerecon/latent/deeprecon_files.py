@@ -7,20 +7,23 @@ from __future__ import annotations
 import json
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
 from cinerecon.baselines.grid import acquired_index, fine_affine, pad_slices, z_upsampling_factor
-from cinerecon.io.files import atomic_path, write_history, write_json, write_tsv
+from cinerecon.io.files import atomic_path, write_history, write_json
 from cinerecon.io.nifti import InputError, load_nifti, nifti_geometry, save_nifti
 from cinerecon.io.subject import label_ed_es
 from cinerecon.latent.deeprecon import InversionSettings, generate, invert_slices
 from cinerecon.latent.interpolate import fine_latents
+from cinerecon.latent.pretraining import cine_store
 from cinerecon.metrics.image import psnr, ssim
 from cinerecon.metrics.per_label import structure_rows
 from cinerecon.models.data import frames_to_slices, normalise_intensity, slices_from_subject
+from cinerecon.models.resume import TrainingJob
 from cinerecon.models.encoder import EncoderConfig, FeatureDistance, save_encoder, train_encoder, unet_features
 from cinerecon.models.stylegan2 import StyleGAN2Config, load_generator, save_generator, train_stylegan2
 from cinerecon.models.train_seg import load_checkpoint, predict_slices, save_checkpoint, train_unet
@@ -30,34 +33,31 @@ log = logging.getLogger(__name__)
 PHASES = ("ED", "ES")
 
 
-# ---- pre-training data ------------------------------------------------------------------
-def cine_slices(image_paths: dict, frame_stride: int = 1) -> np.ndarray:
-    """Every `frame_stride`-th frame of every slice of each subject: (N, 1, X, Y) in [-1, 1]."""
-    chunks = []
-    for subject, path in image_paths.items():
-        image, _, _ = load_nifti(path, subject)
-        frames = range(0, image.shape[3], frame_stride)
-        chunks.append(frames_to_slices(normalise_intensity(image), frames)[:, None])
-    return np.concatenate(chunks).astype(np.float32)
-
-
-def _square(images: np.ndarray) -> int:
+# ---- pre-training ------------------------------------------------------------------------
+def _square(images) -> int:
     h, w = images.shape[-2:]
     if h != w:
         raise ValueError(f"DeepRecon needs square SAX crops (crop.sax_size), got {h}x{w}")
     return h
 
 
-def train_generator_files(image_paths: dict, settings: dict, outputs: dict, device: str) -> list[dict]:
-    """Train StyleGAN2 on the cine frames of the pre-training subjects; write G, history, samples."""
-    images = cine_slices(image_paths, settings.get("frame_stride", 1))
+def train_generator_files(image_paths: dict, settings: dict, outputs: dict, device: str,
+                          job: TrainingJob | None = None) -> list[dict]:
+    """Train StyleGAN2 on the cine frames of the pre-training subjects (streamed from disk; the
+    run saved and resumed through `job`); write history and samples, then G last."""
+    job = job or TrainingJob(Path(outputs["generator"]))
+    images = cine_store(job, image_paths, settings.get("frame_stride", 1))
     config = getattr(StyleGAN2Config, settings["preset"])(resolution=_square(images))
-    log.info("StyleGAN2 %s at %d px on %d slices", settings["preset"], config.resolution, len(images))
+    log.info("StyleGAN2 %s at %d px on %d slices of %d subjects", settings["preset"], config.resolution,
+             len(images), len(image_paths))
     G, history = train_stylegan2(images, config, steps=settings["gan_steps"], batch_size=settings["batch_size"],
-                                 lr=settings["gan_lr"], seed=settings["seed"], device=device, log=log)
-    save_generator(G, outputs["generator"])
+                                 lr=settings["gan_lr"], seed=settings["seed"], device=device, log=log,
+                                 state=job.state, workers=job.workers, precision=settings.get("precision", "fp32"),
+                                 deterministic=job.deterministic)
     write_history(outputs["history"], history)
-    _sample_grid(G, images[: 8], outputs["samples"], device)
+    _sample_grid(G, images[:8], outputs["samples"], device)
+    save_generator(G, outputs["generator"])  # last: a failing figure never leaves a model behind
+    job.finish()
     return history
 
 
@@ -88,17 +88,22 @@ def perceptual_from_seg(seg_checkpoint, device) -> FeatureDistance:
 
 
 def train_encoder_files(generator_path, image_paths: dict, seg_checkpoint, settings: dict, outputs: dict,
-                        device: str) -> list[dict]:
+                        device: str, job: TrainingJob | None = None) -> list[dict]:
+    """Train the W+ encoder for G on the pre-training subjects' cine frames; history, then E last."""
+    job = job or TrainingJob(Path(outputs["encoder"]))
     G = load_generator(generator_path, device)
-    images = cine_slices(image_paths, settings.get("frame_stride", 1))
+    images = cine_store(job, image_paths, settings.get("frame_stride", 1))
     _square(images)
     config = getattr(EncoderConfig, settings["preset"])().matched_to(G.config)
     E, history = train_encoder(G, images, config, steps=settings["encoder_steps"],
                                batch_size=settings["batch_size"], lr=settings["encoder_lr"],
                                seed=settings["seed"], device=device, log=log,
-                               perceptual=perceptual_from_seg(seg_checkpoint, device))
-    save_encoder(E, outputs["encoder"])
+                               perceptual=perceptual_from_seg(seg_checkpoint, device),
+                               state=job.state, workers=job.workers, precision=settings.get("precision", "fp32"),
+                               deterministic=job.deterministic)
     write_history(outputs["history"], history)
+    save_encoder(E, outputs["encoder"])
+    job.finish()
     return history
 
 
@@ -160,16 +165,20 @@ def synthetic_training_set(G, latent_paths: dict, label_paths: dict, device) -> 
 
 
 def train_latent_seg_files(generator_path, train: tuple[dict, dict], val: tuple[dict, dict], settings: dict,
-                           outputs: dict, device: str) -> list[dict]:
-    """The paper's Seg: a U-Net trained with CE + Dice on G(w*) images of the training subjects."""
+                           outputs: dict, device: str, job: TrainingJob | None = None) -> list[dict]:
+    """The paper's Seg: a U-Net trained with CE + Dice on G(w*) images of the labelled training
+    subjects (ED/ES slices only, held in memory); the run saved and resumed through `job`."""
     G = load_generator(generator_path, device)
     tx, ty = synthetic_training_set(G, *train, device)
     vx, vy = synthetic_training_set(G, *val, device)
     config = getattr(UNetConfig, settings["model"])()
+    job = job or TrainingJob(Path(outputs["model"]))
     model, history = train_unet(tx, ty, vx, vy, config, epochs=settings["epochs"], batch_size=settings["batch_size"],
-                                lr=settings["lr"], seed=settings["seed"], log=log, device=device)
-    save_checkpoint(model, config, outputs["model"])
+                                lr=settings["lr"], seed=settings["seed"], log=log, device=device, state=job.state,
+                                precision=settings.get("precision", "fp32"), deterministic=job.deterministic)
     write_history(outputs["history"], history)
+    save_checkpoint(model, config, outputs["model"])
+    job.finish()
     return history
 
 

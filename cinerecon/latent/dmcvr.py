@@ -10,18 +10,24 @@ model without that path (the paper's ablation). The model lives in cinerecon.mod
 from __future__ import annotations
 
 import logging
+import math
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
 from cinerecon.baselines.grid import fine_affine, pad_slices, z_upsampling_factor
-from cinerecon.io.files import atomic_path, write_history, write_json, write_tsv
-from cinerecon.io.nifti import save_nifti
+from cinerecon.io.files import atomic_path, write_history, write_json
+from cinerecon.io.nifti import nifti_geometry, save_nifti
 from cinerecon.latent.interpolate import fine_latents, lerp, slerp
+from cinerecon.latent.pretraining import cine_store
 from cinerecon.metrics.heldout import heldout_rows, neighbour_midpoints
-from cinerecon.models.diffusion import DiffAE, DiffusionConfig, morphology_latent, save_diffae, train_diffae
+from cinerecon.models.diffusion import (DiffAE, DiffusionConfig, morphology_latent, resample_fov, save_diffae,
+                                        train_diffae)
+from cinerecon.models.resume import TrainingJob
 from cinerecon.models.train_seg import predict_slices
 from cinerecon.models.unet import pad_to_multiple
 
@@ -46,43 +52,108 @@ def morphology_shape(seg_model, image_size: int) -> tuple[int, int]:
     return int(z.shape[1]), max(1, seen // int(z.shape[-1]))
 
 
+def model_size(settings: dict, crop_size: int) -> int:
+    """The denoiser's image size: `dmcvr.model.image_size` if set; otherwise the paper preset's
+    published 256 px, and for the tiny preset the crop size rounded up to its multiple."""
+    overrides = {k: v for k, v in settings.get("model", {}).items() if k != "image_size"}
+    preset = getattr(DiffusionConfig, settings["preset"])(**overrides)
+    size = settings.get("model", {}).get("image_size")
+    if size is None:
+        size = preset.image_size if settings["preset"] == "paper" else _round_up(crop_size, preset.multiple)
+    if size % preset.multiple:
+        raise ValueError(f"dmcvr.model.image_size {size} is not a multiple of the denoiser's {preset.multiple}")
+    return int(size)
+
+
+@dataclass(frozen=True)
+class ModelGrid:
+    """How square crops map onto the denoiser's image grid and back.
+
+    When the model's size is the crop rounded up to the denoiser's multiple, slices are
+    replicate-padded to it (and cropped back); otherwise (DMCVR's published 256 px on
+    UK Biobank's ~96-128 px crops) they are resampled over the same field of view
+    (:func:`cinerecon.models.diffusion.resample_fov`) and resampled back, so a decoded
+    slice lies exactly on its crop's pixel grid: no shift, the same affine.
+    """
+
+    crop: int
+    size: int
+    multiple: int = 1
+
+    @property
+    def resampled(self) -> bool:
+        return self.size != _round_up(self.crop, self.multiple)
+
+    def to_model(self, images) -> torch.Tensor:
+        x = torch.as_tensor(np.asarray(images, dtype=np.float32))
+        if x.shape[-1] != self.crop or x.shape[-2] != self.crop:
+            raise ValueError(f"expected {self.crop} x {self.crop} crops, got {tuple(x.shape[-2:])}")
+        if self.resampled:
+            return resample_fov(x, self.size).clamp(-1, 1)
+        return pad_to_multiple(x, self.multiple)[0]
+
+    def to_crop(self, x: torch.Tensor) -> torch.Tensor:
+        if self.resampled:
+            return resample_fov(x, self.crop)
+        top = (x.shape[-2] - self.crop) // 2
+        left = (x.shape[-1] - self.crop) // 2
+        return x[..., top:top + self.crop, left:left + self.crop]
+
+    @classmethod
+    def of(cls, model: DiffAE, crop: int) -> "ModelGrid":
+        return cls(crop, model.config.image_size, model.config.multiple)
+
+
 def diffusion_config(settings: dict, crop_size: int, seg_model=None) -> DiffusionConfig:
-    """The preset (tiny | paper) with settings["model"] overrides, at the crop size rounded up
-    to the denoiser's multiple (slices are padded to it); z_mor sized from the segmentation
-    network, or none (DiffAE) without one."""
+    """The preset (tiny | paper) with settings["model"] overrides at :func:`model_size`; z_mor
+    sized from the segmentation network, which sees each slice at the crop's pixel scale, or
+    none (DiffAE) without one."""
     overrides = {k: v for k, v in settings.get("model", {}).items() if k != "image_size"}
     preset = getattr(DiffusionConfig, settings["preset"])
-    image_size = _round_up(crop_size, preset(**overrides).multiple)
+    image_size = model_size(settings, crop_size)
     overrides["image_size"] = image_size
+    grid = ModelGrid(crop_size, image_size, preset(**overrides).multiple)
     if seg_model is None:
         overrides["mor_channels"] = 0
     else:
-        overrides["mor_channels"], overrides["mor_downsample"] = morphology_shape(seg_model, image_size)
+        seg_size = crop_size if grid.resampled else image_size
+        channels, factor = morphology_shape(seg_model, seg_size)
+        bottleneck = max(1, _round_up(seg_size, 1) // factor)
+        overrides["mor_channels"] = channels
+        # relative to the denoiser's grid, as a power of 2 (z_mor is resized to the level it joins)
+        overrides["mor_downsample"] = 2 ** max(0, int(math.floor(math.log2(max(1, image_size // bottleneck)))))
+        overrides["seg_input_size"] = crop_size if grid.resampled else 0
     return preset(**overrides)
 
 
-def padded(images: np.ndarray, multiple: int) -> tuple[torch.Tensor, tuple[slice, slice]]:
-    """Slices (N, 1, H, W) replicate-padded to the model's multiple, and the crop back."""
-    return pad_to_multiple(torch.as_tensor(images, dtype=torch.float32), multiple)
-
-
-def train_diffusion_files(images: np.ndarray, settings: dict, outputs: dict, device: str,
-                          seg_model=None) -> list[dict]:
-    """Train DMCVR (with seg_model: z_mor from its bottleneck) or DiffAE (without) on slices
-    (N, 1, H, W) in [-1, 1]; write the model, its history and a reconstruction figure."""
-    size = images.shape[-1]
-    if images.shape[-2] != size:
-        raise ValueError(f"DMCVR needs square SAX crops (crop.sax_size), got {images.shape[-2:]}")
-    config = diffusion_config(settings, size, seg_model)
-    x, _ = padded(images, config.multiple)
-    log.info("%s %s at %d px on %d slices", "DMCVR" if seg_model is not None else "DiffAE",
-             settings["preset"], x.shape[-1], len(x))
-    model, history = train_diffae(x, config, steps=settings["steps"], batch_size=settings["batch_size"],
+def train_diffusion_files(image_paths: dict, settings: dict, outputs: dict, device: str,
+                          seg_model=None, job: TrainingJob | None = None) -> list[dict]:
+    """Train DMCVR (with seg_model: z_mor from its bottleneck) or DiffAE (without) on every
+    `frame_stride`-th frame of the pre-training subjects' cines ({subject: SAX cine}),
+    streamed from an on-disk store; the run is saved and resumed through `job`. Writes the
+    history and a reconstruction figure, then the model last."""
+    if not image_paths:
+        raise ValueError("no pre-training subjects")
+    job = job or TrainingJob(Path(outputs["model"]))
+    first = next(iter(image_paths))
+    shape, _ = nifti_geometry(image_paths[first], first)
+    if shape[0] != shape[1]:
+        raise ValueError(f"DMCVR needs square SAX crops (crop.sax_size), got {shape[0]}x{shape[1]}")
+    config = diffusion_config(settings, shape[0], seg_model)
+    grid = ModelGrid(shape[0], config.image_size, config.multiple)
+    images = cine_store(job, image_paths, settings["frame_stride"], transform=grid.to_model)
+    log.info("%s %s at %d px (%s from %d px crops) on %d slices of %d subjects",
+             "DMCVR" if seg_model is not None else "DiffAE", settings["preset"], images.shape[-1],
+             "resampled" if grid.resampled else "padded", shape[0], len(images), len(image_paths))
+    model, history = train_diffae(images, config, steps=settings["steps"], batch_size=settings["batch_size"],
                                   lr=settings["lr"], seed=settings["seed"], device=device, log=log,
-                                  seg_model=seg_model)
-    save_diffae(model, outputs["model"])
+                                  seg_model=seg_model, state=job.state, workers=job.workers,
+                                  precision=settings.get("precision", "fp32"), deterministic=job.deterministic)
     write_history(outputs["history"], history)
-    _reconstruction_grid(model, images[:: max(1, len(images) // 6)][:6], settings, outputs["samples"], device)
+    reals = grid.to_crop(torch.from_numpy(images[:: max(1, len(images) // 6)][:6])).numpy()
+    _reconstruction_grid(model, reals, settings, outputs["samples"], device)
+    save_diffae(model, outputs["model"])  # last: a failing figure never leaves a model behind
+    job.finish()
     return history
 
 
@@ -115,7 +186,7 @@ def _reconstruction_grid(model: DiffAE, reals: np.ndarray, settings: dict, path,
 def encode_slices(model: DiffAE, images: np.ndarray, steps: int, batch_size: int, device,
                   refine: int = 0) -> dict:
     """{z_sem, z_mor (DMCVR only), x_T} tensors (on the CPU) of slices (N, 1, H, W) in [-1, 1]."""
-    x, _ = padded(images, model.config.multiple)
+    x = ModelGrid.of(model, images.shape[-1]).to_model(images)
     model.to(device)
     if model.seg_model is not None:
         model.seg_model.to(device)
@@ -131,10 +202,7 @@ def decode_codes(model: DiffAE, codes: dict, steps: int, batch_size: int, device
     z_mor = codes.get("z_mor")
     x0 = model.to(device).decode(codes["x_T"].to(device), codes["z_sem"].to(device),
                                  None if z_mor is None else z_mor.to(device), steps=steps, batch_size=batch_size)
-    h, w = codes["crop"]
-    top = (x0.shape[-2] - h) // 2
-    left = (x0.shape[-1] - w) // 2
-    return x0[..., top:top + h, left:left + w].clamp(-1, 1).cpu().numpy()
+    return ModelGrid.of(model, int(codes["crop"][-1])).to_crop(x0).clamp(-1, 1).cpu().numpy()
 
 
 def _names(codes: dict) -> list[str]:

@@ -4,15 +4,17 @@ training subjects with their manual labels, and the Table 1 rows of a subject.""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from cinerecon.io.files import write_history, write_tsv
+from cinerecon.io.files import write_history
 from cinerecon.io.nifti import InputError, load_nifti, nifti_geometry
 from cinerecon.latent.deeprecon_files import _square, load_latents
 from cinerecon.metrics.per_label import structure_rows
 from cinerecon.models.data import frames_to_slices
+from cinerecon.models.resume import TrainingJob
 from cinerecon.models.wplus_segnet import (WPlusSegNet, WPlusSegNetConfig, predict_wplus, save_wplus_segnet,
                                            train_wplus_segnet)
 
@@ -40,9 +42,13 @@ def code_label_set(latent_paths: dict, label_paths: dict) -> tuple[np.ndarray, n
 
 
 def train_wplus_segnet_files(latent_paths_train: dict, label_paths_train: dict, latent_paths_val: dict,
-                             label_paths_val: dict, settings: dict, outputs: dict, device: str) -> list[dict]:
+                             label_paths_val: dict, settings: dict, outputs: dict, device: str,
+                             job: TrainingJob | None = None) -> list[dict]:
     """Train W+SegNet (settings: model tiny|paper, epochs, batch_size, lr, seed); write outputs
-    {"model": checkpoint, "history": TSV}. The net's num_ws, w_dim and resolution are those of the codes."""
+    {"history": TSV, then "model": checkpoint}; the run saved and resumed through `job`. The
+    net's num_ws, w_dim and resolution are those of the codes (the labelled subjects' ED/ES
+    codes, small enough to hold in memory)."""
+    job = job or TrainingJob(Path(outputs["model"]))
     tc, tl = code_label_set(latent_paths_train, label_paths_train)
     vc, vl = code_label_set(latent_paths_val, label_paths_val)
     config = getattr(WPlusSegNetConfig, settings["model"])(resolution=_square(tl), num_ws=tc.shape[1],
@@ -51,9 +57,10 @@ def train_wplus_segnet_files(latent_paths_train: dict, label_paths_train: dict, 
              len(tc), len(vc))
     model, history = train_wplus_segnet(tc, tl, vc, vl, config, epochs=settings["epochs"],
                                         batch_size=settings["batch_size"], lr=settings["lr"],
-                                        seed=settings["seed"], device=device, log=log)
-    save_wplus_segnet(model, outputs["model"])
+                                        seed=settings["seed"], device=device, log=log, state=job.state)
     write_history(outputs["history"], history)
+    save_wplus_segnet(model, outputs["model"])
+    job.finish()
     return history
 
 

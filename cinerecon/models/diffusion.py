@@ -57,7 +57,10 @@ from torch import nn
 
 from .config import PlainConfig
 from .checkpoints import load_model, save_weights
-from .train_seg import _deterministic, _logger
+from .resume import TrainingState, restore, snapshot
+from .slice_store import BatchPlan, batches
+from .runtime import Precision, seeded
+from .train_seg import _logger
 from .unet import pad_to_multiple
 from ..latent.interpolate import lerp, slerp  # noqa: F401  (re-exported: the DMCVR interpolation)
 
@@ -76,8 +79,12 @@ class DiffusionConfig(PlainConfig):
     the feature-map sizes (pixels, relative to ``image_size``) that get self-attention
     (the middle block always has one). ``enc_channel_mult`` is the semantic encoder's
     (None: the denoiser's). ``mor_channels`` is the channel count of z_mor (0: no
-    morphology, the DiffAE ablation) and ``mor_downsample`` its size factor
-    (``2 ** depth`` of the segmentation U-Net).
+    morphology, the DiffAE ablation) and ``mor_downsample`` its size factor relative to
+    ``image_size`` (a power of 2; z_mor is resized to the injection level's grid).
+    ``seg_input_size`` is the square size at which the segmentation network sees a slice
+    to give z_mor: 0, the denoiser's ``image_size``; otherwise the slice is resampled to it
+    with the same field of view (:func:`resample_fov`), so that a network trained on the
+    crops sees their pixel scale while the denoiser works on a finer grid (DMCVR's 256 px).
     """
 
     image_size: int = 96
@@ -93,6 +100,7 @@ class DiffusionConfig(PlainConfig):
     enc_channel_mult: tuple | None = None
     mor_channels: int = 64
     mor_downsample: int = 8
+    seg_input_size: int = 0
     num_timesteps: int = 1000
     beta_start: float = 1e-4
     beta_end: float = 0.02
@@ -482,6 +490,18 @@ class SemanticEncoder(nn.Module):
         return self.head(h)
 
 
+def resample_fov(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Square slices (N, C, h, h) resampled to (N, C, size, size) over the same field of view:
+    pixel i of either grid is centred at (i + 0.5) / n of the field (bilinear, align_corners
+    False; antialiased when shrinking), so nothing shifts between the crop's grid and the
+    model's. Identity when the size is unchanged."""
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    shrink = size < x.shape[-1]
+    out = F.interpolate(x.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)
+    return out.to(x.dtype)
+
+
 @torch.no_grad()
 def morphology_latent(seg_model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """z_mor: the segmentation network's bottleneck features for slices x (B, C, H, W).
@@ -552,6 +572,8 @@ class DiffAE(nn.Module):
         """z_mor of slices x from the attached segmentation network (see :func:`morphology_latent`)."""
         if self.seg_model is None:
             raise RuntimeError("no segmentation model attached: call attach_seg(seg_model) first")
+        if self.config.seg_input_size:
+            x = resample_fov(x, self.config.seg_input_size)
         z = morphology_latent(self.seg_model, x)
         if z.shape[1] != self.config.mor_channels:
             raise ValueError(f"segmentation bottleneck has {z.shape[1]} channels, "
@@ -647,30 +669,43 @@ class EMA:
 
     def load_state_dict(self, state: dict) -> None:
         self.decay, self.warmup, self.num_updates = state["decay"], state["warmup"], state["num_updates"]
-        self.shadow = {k: v.clone() for k, v in state["shadow"].items()}
+        # onto the devices of the current shadow (a saved training state is loaded on the CPU)
+        self.shadow = {k: v.to(self.shadow[k].device if k in self.shadow else v.device).clone()
+                       for k, v in state["shadow"].items()}
 
 
 # --------------------------------------------------------------------------- training
-def _as_images(images, name: str) -> torch.Tensor:
-    x = torch.as_tensor(np.asarray(images, dtype=np.float32))
-    if x.ndim != 4:
+def _as_images(images, name: str):
+    """(N, C, H, W) images: a float32 numpy array, or a SliceStore as it is (read batch by batch)."""
+    if isinstance(images, torch.Tensor):
+        images = images.detach().cpu().numpy()
+    x = images if hasattr(images, "shape") and not isinstance(images, np.ndarray) \
+        else np.asarray(images, dtype=np.float32)
+    if len(x.shape) != 4:
         raise ValueError(f"expected {name} (N, C, H, W), got {tuple(x.shape)}")
     return x
 
 
 def train_diffae(images, config: DiffusionConfig, steps: int = 1000, batch_size: int = 16, lr: float = 1e-4,
                  seed: int = 0, device="cpu", log=None, seg_model: nn.Module | None = None, seg_images=None,
-                 log_every: int = 50, grad_clip: float = 1.0) -> tuple[DiffAE, list[dict]]:
+                 log_every: int = 50, grad_clip: float = 1.0, state: TrainingState | None = None,
+                 workers: int = 0, precision: str = "fp32", deterministic: bool = True) -> tuple[DiffAE, list[dict]]:
     """Train denoiser + semantic encoder end to end on ||eps - eps_theta(x_t, t, E_sem(x0), z_mor)||^2.
 
-    ``images`` (N, C, H, W) in [-1, 1], H, W divisible by ``config.multiple``. Each step
-    draws a batch (a fresh permutation each epoch), t ~ U{0..T-1} and eps ~ N(0, I) from a
-    generator seeded with ``seed`` (so the run does not depend on the device's RNG), takes
-    one Adam step (gradient norm clipped to ``grad_clip``) and updates the EMA. With a
-    morphology config, ``seg_model`` (frozen, e.g. a trained U-Net; moved to ``device``)
-    gives z_mor from ``seg_images`` (default: ``images``, same N) batch by batch. Returns the
-    EMA model in eval mode (seg model attached) and a history row every ``log_every`` steps
-    and at the end: step, loss (mean over the interval), ema_decay, seconds (since start).
+    ``images`` (N, C, H, W) in [-1, 1], H, W divisible by ``config.multiple``: an array or a
+    SliceStore, read batch by batch (by ``workers`` DataLoader processes). Each step reads a
+    batch (every epoch a fresh permutation seeded by (seed, epoch), its last partial batch
+    dropped), draws t ~ U{0..T-1} and eps ~ N(0, I) from a generator seeded with ``seed``
+    (so the run does not depend on the device's RNG), takes one Adam step (gradient norm
+    clipped to ``grad_clip``) and updates the EMA. With a morphology config, ``seg_model``
+    (frozen, e.g. a trained U-Net; moved to ``device``) gives z_mor from ``seg_images``
+    (default: ``images``, same N) batch by batch. ``state`` saves the run when due (model,
+    optimiser, EMA, generators, grad scaler, history) and resumes a killed one to the same
+    weights. ``precision`` (fp32 | bf16 | fp16, the loss in float32) and ``deterministic``
+    as in :mod:`cinerecon.models.runtime`.
+    Returns the EMA model in eval mode (seg model attached) and a history row every
+    ``log_every`` steps and at the end: step, loss (mean over the interval), ema_decay,
+    seconds (since start).
     """
     device = torch.device(device)
     emit = _logger(log)
@@ -682,47 +717,51 @@ def train_diffae(images, config: DiffusionConfig, steps: int = 1000, batch_size:
         raise ValueError(f"images have {x_all.shape[1]} channels, config.in_channels = {config.in_channels}")
     if x_all.shape[-2] % config.multiple or x_all.shape[-1] % config.multiple:
         raise ValueError(f"H, W = {tuple(x_all.shape[-2:])} must be divisible by {config.multiple}")
-    if x_all.abs().max() > 1.0 + 1e-3:
-        raise ValueError("images must be in the model range [-1, 1]")
     if config.morphology and seg_model is None:
         raise ValueError("config.mor_channels > 0 (DMCVR) needs seg_model; use mor_channels=0 for DiffAE")
     if not config.morphology and (seg_model is not None or seg_images is not None):
         raise ValueError("config.mor_channels = 0 (DiffAE): pass no seg_model / seg_images")
-    seg_all = x_all if seg_images is None else _as_images(seg_images, "seg_images")
-    if seg_all.shape[0] != n:
+    seg_all = None if seg_images is None else _as_images(seg_images, "seg_images")
+    if seg_all is not None and seg_all.shape[0] != n:
         raise ValueError(f"seg_images has {seg_all.shape[0]} slices, images {n}")
     if seg_model is not None:
         seg_model.to(device)
+    sources = (x_all,) if seg_all is None else (x_all, seg_all)
 
     history: list[dict] = []
-    with _deterministic(seed, device):
+    amp = Precision(precision, device)
+    with seeded(seed, device, deterministic):
         model = DiffAE(config).to(device)
         if seg_model is not None:
             model.attach_seg(seg_model)
         model.train()
         opt = torch.optim.Adam(model.parameters(), lr=lr)
+        optimizers = {"opt": opt, **amp.state()}
         ema = EMA(model, config.ema_decay)
         gen = torch.Generator().manual_seed(seed)
         ab = model.alphas_cumprod.to(device=device, dtype=torch.float32)
-        perm, pos = torch.randperm(n, generator=gen), 0
-        t0, running, count = time.perf_counter(), 0.0, 0
-        for step in range(1, steps + 1):
-            if pos + batch_size > n and pos > 0:
-                perm, pos = torch.randperm(n, generator=gen), 0
-            idx = perm[pos:pos + batch_size]
-            pos += batch_size
-            t = torch.randint(config.num_timesteps, (len(idx),), generator=gen)
-            noise = torch.randn((len(idx),) + tuple(x_all.shape[1:]), generator=gen)
-            x0, t, noise = x_all[idx].to(device), t.to(device), noise.to(device)
-            z_mor = model.morphology(seg_all[idx].to(device)) if seg_model is not None else None
+        plan = BatchPlan(n, batch_size, seed, drop_last=True)
+        start, running, count = 0, 0.0, 0
+        saved = state.load() if state is not None else None
+        if saved is not None:
+            extra = restore(saved, {"model": model, "ema": ema}, optimizers, {"noise": gen})
+            start, history, running, count = saved["step"], extra["history"], extra["running"], extra["count"]
+        t0 = time.perf_counter()
+        for step, batch in enumerate(batches(sources, plan, start, steps, workers), start=start + 1):
+            x0 = batch[0].to(torch.float32)
+            if x0.abs().max() > 1.0 + 1e-3:
+                raise ValueError("images must be in the model range [-1, 1]")
+            t = torch.randint(config.num_timesteps, (len(x0),), generator=gen)
+            noise = torch.randn(tuple(x0.shape), generator=gen)
+            x0, t, noise = x0.to(device), t.to(device), noise.to(device)
             a = ab[t].view(-1, 1, 1, 1)
             x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
-            loss = F.mse_loss(model(x_t, t, model.encode_sem(x0), z_mor), noise)
+            with amp.autocast():
+                z_mor = model.morphology(batch[-1].to(device, torch.float32)) if seg_model is not None else None
+                eps = model(x_t, t, model.encode_sem(x0), z_mor)
+            loss = F.mse_loss(eps.float(), noise)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            opt.step()
+            amp.step(loss, opt, grad_clip, model.parameters())
             ema.update(model)
             running, count = running + loss.item(), count + 1
             if step % log_every == 0 or step == steps:
@@ -731,6 +770,10 @@ def train_diffae(images, config: DiffusionConfig, steps: int = 1000, batch_size:
                 history.append(row)
                 emit(f"step {step}/{steps} loss {row['loss']:.4f} ({row['seconds']:.1f} s)")
                 running, count = 0.0, 0
+            if state is not None:
+                state.maybe_save(step, lambda: snapshot(step, {"model": model, "ema": ema}, optimizers,
+                                                        {"noise": gen}, history=history, running=running,
+                                                        count=count))
         ema.copy_to(model)
     model.eval()
     return model, history

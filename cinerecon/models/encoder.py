@@ -41,7 +41,10 @@ from torch import nn
 
 from .config import PlainConfig
 from .checkpoints import load_model, save_weights
-from .stylegan2 import Generator, StyleGAN2Config, _batch, _seeded
+from .resume import TrainingState, restore, snapshot
+from .slice_store import BatchPlan, batches
+from .runtime import Precision, seeded
+from .stylegan2 import Generator, StyleGAN2Config, as_training_images
 from .train_seg import _logger
 
 ENCODER_FORMAT = "cinerecon.encoder/1"
@@ -298,7 +301,8 @@ def train_encoder(G: Generator, images, config: EncoderConfig, steps: int = 1000
                   lr: float = 1e-4, seed: int = 0, device="cpu", log=None,
                   perceptual: PerceptualDistance | None = None, l2_weight: float = 1.0,
                   perceptual_weight: float = 0.8, w_reg_weight: float = 0.005, log_every: int = 50,
-                  E: Encoder | None = None) -> tuple[Encoder, list[dict]]:
+                  E: Encoder | None = None, state: TrainingState | None = None,
+                  workers: int = 0, precision: str = "fp32", deterministic: bool = True) -> tuple[Encoder, list[dict]]:
     """Train a W+ encoder for the frozen generator G on ``images`` (N, C, H, W) in [-1, 1]; return
     (E in eval mode, history).
 
@@ -308,19 +312,19 @@ def train_encoder(G: Generator, images, config: EncoderConfig, steps: int = 1000
     latent regulariser alone). G synthesises with ``noise_mode='const'`` (as the
     inversion does); its parameters get no gradients and its requires_grad flags and
     mode are restored. ``w_avg`` is ``G.mean_w()``. Adam(lr); batches drawn with
-    replacement; ``images`` may be a memmap. ``E`` continues training a given
+    replacement, step s's from a generator seeded with (seed, s); ``images`` may be a
+    memmap or a SliceStore (read by ``workers`` DataLoader processes). ``state`` saves the
+    run when due and resumes a killed one to the same weights. ``precision`` fp32 | bf16 |
+    fp16 (the loss in float32) and ``deterministic`` as in :mod:`cinerecon.models.runtime`. ``E`` continues training a given
     encoder (in place). ``history``: one dict per step with step, loss, l2,
     perceptual (NaN without), w_reg, seconds.
     """
     device = torch.device(device)
     emit = _logger(log)
     config = config.matched_to(G.config)
-    arr = images if isinstance(images, np.ndarray) else np.asarray(images, dtype=np.float32)
-    r = config.resolution
-    if arr.ndim != 4 or arr.shape[1:] != (config.img_channels, r, r):
-        raise ValueError(f"expected images (N, {config.img_channels}, {r}, {r}), got {arr.shape}")
-    if len(arr) == 0 or steps < 0 or batch_size < 1:
-        raise ValueError("need images, steps >= 0 and batch_size >= 1")
+    arr = as_training_images(images, config.img_channels, config.resolution)
+    if steps < 0 or batch_size < 1:
+        raise ValueError("need steps >= 0 and batch_size >= 1")
     if isinstance(perceptual, nn.Module):
         perceptual.to(device)
     G.to(device)
@@ -328,7 +332,7 @@ def train_encoder(G: Generator, images, config: EncoderConfig, steps: int = 1000
     G.requires_grad_(False).eval()
     history: list[dict] = []
     try:
-        with _seeded(seed, device):
+        with seeded(seed, device, deterministic):
             if E is None:
                 E = Encoder(config, G.mean_w())
             elif E.config != config:
@@ -336,29 +340,38 @@ def train_encoder(G: Generator, images, config: EncoderConfig, steps: int = 1000
             E = E.to(device).train()
             w_avg = E.w_avg
             opt = torch.optim.Adam(E.parameters(), lr=lr)
-            sampler = torch.Generator().manual_seed(seed)
+            amp = Precision(precision, device)
+            optimizers = {"opt": opt, **amp.state()}
+            plan = BatchPlan(len(arr), batch_size, seed, mode="replacement")
+            start = 0
+            saved = state.load() if state is not None else None
+            if saved is not None:
+                start, history = saved["step"], restore(saved, {"E": E}, optimizers)["history"]
             t0 = time.perf_counter()
-            for step in range(1, steps + 1):
-                x = _batch(arr, torch.randint(len(arr), (batch_size,), generator=sampler), device)
-                ws = E(x)
-                y = G.synthesis(ws, noise_mode="const")
+            for step, (x,) in enumerate(batches(arr, plan, start, steps, workers), start=start + 1):
+                x = x.to(device, dtype=torch.float32)
+                with amp.autocast():
+                    ws = E(x)
+                    y = G.synthesis(ws, noise_mode="const")
+                    p = per_sample(perceptual(y, x), len(x)).float().mean() if perceptual is not None else None
+                ws, y = ws.float(), y.float()
                 l2 = (y - x).square().mean()
                 w_reg = (ws - w_avg).flatten(1).norm(dim=1).mean()
                 loss = l2_weight * l2 + w_reg_weight * w_reg
                 perc = float("nan")
-                if perceptual is not None:
-                    p = per_sample(perceptual(y, x), len(x)).mean()
+                if p is not None:
                     loss = loss + perceptual_weight * p
                     perc = p.item()
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                amp.step(loss, opt)
                 row = {"step": step, "loss": loss.item(), "l2": l2.item(), "perceptual": perc,
                        "w_reg": w_reg.item(), "seconds": time.perf_counter() - t0}
                 history.append(row)
                 if log_every and (step % log_every == 0 or step == steps):
                     emit(f"step {step}/{steps} loss {row['loss']:.4f} l2 {row['l2']:.4f} perceptual {perc:.4f} "
                          f"w_reg {row['w_reg']:.3f} ({row['seconds']:.1f} s)")
+                if state is not None:
+                    state.maybe_save(step, lambda: snapshot(step, {"E": E}, optimizers, history=history))
     finally:
         for p, f in zip(G.parameters(), flags):
             p.requires_grad_(f)

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from cinerecon.io.files import write_history, write_tsv
+from cinerecon.io.files import write_history
 from cinerecon.io.nifti import frame_interval, load_nifti, save_nifti
 from cinerecon.io.subject import label_ed_es
 from cinerecon.metrics.per_label import structure_rows
 from cinerecon.models.data import slices_from_subject
+from cinerecon.models.resume import TrainingJob
+from cinerecon.models.slice_store import cached_stores, write_stores
 from cinerecon.models.train_seg import (
     load_checkpoint,
     plot_history,
@@ -45,31 +48,53 @@ def training_frames(subject: str, path, labels: np.ndarray, affine: np.ndarray, 
     return sorted(chosen)
 
 
+def subject_training_slices(subject: str, image_path, label_path, which_frames: str, stride: int = 1):
+    """A subject's labelled training slices: images (N, 1, X, Y) in [-1, 1], labels (N, X, Y)."""
+    image, _, _ = load_nifti(image_path, subject)
+    lab, affine, _ = load_nifti(label_path, subject)
+    return slices_from_subject(image, lab, training_frames(subject, label_path, lab, affine, which_frames, stride))
+
+
 def load_training_set(pairs, which_frames: str, stride: int = 1):
-    """Stack (image, label) slices of several subjects: pairs = [(subject, image, labels)]."""
-    images, labels = [], []
-    for subject, image_path, label_path in pairs:
-        image, _, _ = load_nifti(image_path, subject)
-        lab, affine, _ = load_nifti(label_path, subject)
-        x, y = slices_from_subject(image, lab, training_frames(subject, label_path, lab, affine, which_frames, stride))
-        images.append(x)
-        labels.append(y)
-    return np.concatenate(images), np.concatenate(labels)
+    """Stack (image, label) slices of several subjects in memory: pairs = [(subject, image, labels)]."""
+    sets = [subject_training_slices(*pair, which_frames, stride) for pair in pairs]
+    return np.concatenate([x for x, _ in sets]), np.concatenate([y for _, y in sets])
 
 
-def train_from_files(train_pairs, val_pairs, settings: dict, checkpoint, history_path, curve_path):
-    """Train the SAX U-Net and write the checkpoint, the per-epoch log and the loss curve."""
+def training_stores(job: TrainingJob, sets: dict, which_frames: str, stride: int = 1) -> dict:
+    """{name}_images / {name}_labels stores of each set of pairs ({name: [(subject, image, labels)]}),
+    written subject by subject into the job's data folder (once per fingerprint)."""
+    def build(folder):
+        names = []
+        for name, pairs in sets.items():
+            chunks = (dict(zip((f"{name}_images", f"{name}_labels"),
+                               subject_training_slices(*pair, which_frames, stride))) for pair in pairs)
+            names += list(write_stores(folder, chunks, {f"{name}_images": np.float32, f"{name}_labels": np.uint8}))
+        return names
+
+    return cached_stores(job.data_folder, f"{job.fingerprint}:seg:{which_frames}:{stride}", build)
+
+
+def train_from_files(train_pairs, val_pairs, settings: dict, checkpoint, history_path, curve_path,
+                     job: TrainingJob | None = None):
+    """Train the SAX U-Net on slices streamed from disk (the run saved and resumed through `job`);
+    write the per-epoch log and the loss curve, then the checkpoint last."""
     config = getattr(UNetConfig, settings["model"])()
-    stride = settings.get("frame_stride", 1)
-    train_x, train_y = load_training_set(train_pairs, settings["frames"], stride)
-    val_x, val_y = load_training_set(val_pairs, settings["frames"], stride)
-    log.info("training on %d slices, validating on %d", len(train_x), len(val_x))
-    model, history = train_unet(train_x, train_y, val_x, val_y, config, epochs=settings["epochs"],
-                                batch_size=settings["batch_size"], lr=settings["lr"],
-                                seed=settings["seed"], log=log, device=default_device())
-    save_checkpoint(model, config, checkpoint)
+    job = job or TrainingJob(Path(checkpoint))
+    for name, pairs in (("training", train_pairs), ("validation", val_pairs)):
+        log.info("%s subjects (%d): %s", name, len(pairs), " ".join(pair[0] for pair in pairs))
+    stores = training_stores(job, {"train": train_pairs, "val": val_pairs}, settings["frames"],
+                             settings.get("frame_stride", 1))
+    log.info("training on %d slices, validating on %d", len(stores["train_images"]), len(stores["val_images"]))
+    model, history = train_unet(stores["train_images"], stores["train_labels"], stores["val_images"],
+                                stores["val_labels"], config, epochs=settings["epochs"],
+                                batch_size=settings["batch_size"], lr=settings["lr"], seed=settings["seed"],
+                                log=log, device=default_device(), state=job.state, workers=job.workers,
+                                precision=settings.get("precision", "fp32"), deterministic=job.deterministic)
     write_history(history_path, history)
     plot_history(history, curve_path)
+    save_checkpoint(model, config, checkpoint)
+    job.finish()
     return history
 
 

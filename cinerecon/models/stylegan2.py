@@ -36,7 +36,6 @@ deterministic on CPU given the seed.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import time
@@ -49,7 +48,10 @@ from torch import nn
 
 from .config import PlainConfig
 from .checkpoints import load_model, save_weights
-from .train_seg import _deterministic, _logger
+from .resume import TrainingState, restore, snapshot
+from .slice_store import BatchPlan, batches
+from .runtime import Precision, seeded
+from .train_seg import _logger
 
 GENERATOR_FORMAT = "cinerecon.stylegan2.generator/1"
 DISCRIMINATOR_FORMAT = "cinerecon.stylegan2.discriminator/1"
@@ -276,7 +278,7 @@ class MappingNetwork(nn.Module):
             x = layer(x)
         if update_w_avg:
             with torch.no_grad():
-                self.w_avg.copy_(x.detach().mean(0).lerp(self.w_avg, self.w_avg_beta))
+                self.w_avg.copy_(x.detach().float().mean(0).lerp(self.w_avg, self.w_avg_beta))
         if truncation_psi != 1.0:
             x = self.w_avg.lerp(x, truncation_psi)
         return x
@@ -464,37 +466,16 @@ def discriminator_features(D: Discriminator) -> DiscriminatorFeatures:
 
 
 # --------------------------------------------------------------------------- training
-@contextlib.contextmanager
-def _seeded(seed: int, device: torch.device):
-    """train_seg's deterministic context, without filling every new tensor with NaN: that debugging aid
-    (on by default with deterministic algorithms) doubles the cost of a StyleGAN step on a CPU, and
-    nothing here reads uninitialised memory. The previous setting is restored."""
-    det = getattr(torch.utils, "deterministic", None)
-    prev = getattr(det, "fill_uninitialized_memory", None)
-    with _deterministic(seed, device):
-        if prev is not None:
-            det.fill_uninitialized_memory = False
-        try:
-            yield
-        finally:
-            if prev is not None:
-                det.fill_uninitialized_memory = prev
-
-
-def _as_images(images, config: StyleGAN2Config) -> np.ndarray:
-    arr = images if isinstance(images, np.ndarray) else np.asarray(images, dtype=np.float32)
-    r = config.resolution
-    if arr.ndim != 4 or arr.shape[1:] != (config.img_channels, r, r):
-        raise ValueError(f"expected images (N, {config.img_channels}, {r}, {r}), got {arr.shape}")
+def as_training_images(images, channels: int, resolution: int):
+    """Training images (N, channels, r, r): a numpy array (memmaps and SliceStores as they are)."""
+    arr = images if hasattr(images, "shape") and not isinstance(images, torch.Tensor) \
+        else np.asarray(images, dtype=np.float32)
+    r = resolution
+    if len(arr.shape) != 4 or tuple(arr.shape[1:]) != (channels, r, r):
+        raise ValueError(f"expected images (N, {channels}, {r}, {r}), got {tuple(arr.shape)}")
     if len(arr) == 0:
         raise ValueError("no training images")
     return arr
-
-
-def _batch(arr: np.ndarray, idx: torch.Tensor, device) -> torch.Tensor:
-    """Rows ``idx`` (sorted, so that a memory-mapped array is read in order) as float32 on device."""
-    rows = np.sort(idx.numpy())
-    return torch.from_numpy(np.ascontiguousarray(arr[rows], dtype=np.float32)).to(device)
 
 
 def _mixed_ws(G: Generator, n: int, device, style_mixing: float, update_w_avg: bool) -> torch.Tensor:
@@ -524,7 +505,9 @@ def train_stylegan2(images, config: StyleGAN2Config, steps: int = 1000, batch_si
                     pl_weight: float = 0.0, pl_interval: int = 4, pl_decay: float = 0.01,
                     ema_kimg: float | None = None, ema_rampup: float | None = 0.05,
                     log_every: int = 50, G: Generator | None = None,
-                    D: Discriminator | None = None) -> tuple[Generator, list[dict]]:
+                    D: Discriminator | None = None, state: TrainingState | None = None,
+                    workers: int = 0, precision: str = "fp32",
+                    deterministic: bool = True) -> tuple[Generator, list[dict]]:
     """Train StyleGAN2 on ``images`` (N, 1, H, W) in [-1, 1], H = W = ``config.resolution``;
     return (G_ema or G in eval mode, history).
 
@@ -540,8 +523,13 @@ def train_stylegan2(images, config: StyleGAN2Config, steps: int = 1000, batch_si
     ramped up over the first 1 / ``ema_rampup`` of the images seen. At the end the
     returned G's ``mapping.w_avg`` is set to the Monte-Carlo mean of 10,000 w.
 
-    ``images`` may be a numpy memmap: only each batch is read and moved to
-    ``device``. ``G``/``D`` continue training given networks (modified in place;
+    ``images`` may be a numpy memmap or a SliceStore: only each batch is read (by
+    ``workers`` DataLoader processes, ahead of time) and moved to ``device``; the rows of
+    step s are drawn from a generator seeded with (seed, s). ``state`` saves the whole
+    run when due (G, D, G_ema, both optimisers, RNG, history) and resumes a killed one to
+    the same weights as an uninterrupted run. ``precision`` fp32 or bf16 (autocast of every
+    forward pass; fp16 is refused: the R1 and path-length gradients would need their own
+    loss scaling) and ``deterministic`` as in :mod:`cinerecon.models.runtime`. ``G``/``D`` continue training given networks (modified in place;
     pass a ``Discriminator`` to keep it, e.g. for :func:`discriminator_features`);
     new ones are built from ``config`` otherwise. ``history`` has one dict per step:
     step, loss_G, loss_D, r1 (NaN on steps without R1), pl (NaN without path
@@ -550,7 +538,7 @@ def train_stylegan2(images, config: StyleGAN2Config, steps: int = 1000, batch_si
     """
     device = torch.device(device)
     emit = _logger(log)
-    arr = _as_images(images, config)
+    arr = as_training_images(images, config.img_channels, config.resolution)
     n_images = len(arr)
     if steps < 0 or batch_size < 1:
         raise ValueError("steps must be >= 0 and batch_size >= 1")
@@ -558,7 +546,10 @@ def train_stylegan2(images, config: StyleGAN2Config, steps: int = 1000, batch_si
         r1_gamma = 0.0002 * config.resolution ** 2 / batch_size
     ema_nimg_full = (ema_kimg if ema_kimg is not None else batch_size * 10 / 32) * 1000
     history: list[dict] = []
-    with _seeded(seed, device):
+    if precision == "fp16":
+        raise ValueError("StyleGAN2 trains in fp32 or bf16 (fp16 would need loss scaling of R1 and path length)")
+    amp = Precision(precision, device)
+    with seeded(seed, device, deterministic):
         G = (G if G is not None else Generator(config)).to(device).train()
         D = (D if D is not None else Discriminator(config)).to(device).train()
         if G.config != config or D.config != config:
@@ -566,28 +557,36 @@ def train_stylegan2(images, config: StyleGAN2Config, steps: int = 1000, batch_si
         G_ema = copy.deepcopy(G).eval().requires_grad_(False) if ema else None
         opt_G = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.0, 0.99), eps=1e-8)
         opt_D = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.0, 0.99), eps=1e-8)
-        sampler = torch.Generator().manual_seed(seed)
+        plan = BatchPlan(n_images, batch_size, seed, mode="replacement")
         pl_mean = torch.zeros((), device=device)
+        modules = {"G": G, "D": D, **({"G_ema": G_ema} if G_ema is not None else {})}
+        optimizers = {"G": opt_G, "D": opt_D}
+        start = 0
+        saved = state.load() if state is not None else None
+        if saved is not None:
+            extra = restore(saved, modules, optimizers)
+            start, history, pl_mean = saved["step"], extra["history"], extra["pl_mean"].to(device)
         t0 = time.perf_counter()
-        for step in range(1, steps + 1):
+        for step, (real,) in enumerate(batches(arr, plan, start, steps, workers), start=start + 1):
             # ---- D: logistic loss on fakes and reals (+ lazy R1 on the reals)
-            real = _batch(arr, torch.randint(n_images, (batch_size,), generator=sampler), device)
+            real = real.to(device, dtype=torch.float32)
             do_r1 = r1_gamma > 0 and r1_interval > 0 and step % r1_interval == 0
             G.requires_grad_(False)
             D.requires_grad_(True)
-            with torch.no_grad():
-                fake = G.synthesis(_mixed_ws(G, batch_size, device, style_mixing, update_w_avg=True),
-                                   noise_mode="random")
-            real.requires_grad_(do_r1)
-            d_real = D(real)
-            loss_D = F.softplus(D(fake)).mean() + F.softplus(-d_real).mean()
-            total_D = loss_D
-            r1 = float("nan")
-            if do_r1:
-                (grad,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
-                r1_pen = grad.square().sum(dim=(1, 2, 3)).mean()
-                total_D = total_D + r1_pen * (r1_gamma / 2) * r1_interval
-                r1 = r1_pen.item()
+            with amp.autocast():
+                with torch.no_grad():
+                    fake = G.synthesis(_mixed_ws(G, batch_size, device, style_mixing, update_w_avg=True),
+                                       noise_mode="random")
+                real.requires_grad_(do_r1)
+                d_real = D(real)
+                loss_D = F.softplus(D(fake).float()).mean() + F.softplus(-d_real.float()).mean()
+                total_D = loss_D
+                r1 = float("nan")
+                if do_r1:
+                    (grad,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
+                    r1_pen = grad.float().square().sum(dim=(1, 2, 3)).mean()
+                    total_D = total_D + r1_pen * (r1_gamma / 2) * r1_interval
+                    r1 = r1_pen.item()
             opt_D.zero_grad(set_to_none=True)
             total_D.backward()
             opt_D.step()
@@ -595,21 +594,22 @@ def train_stylegan2(images, config: StyleGAN2Config, steps: int = 1000, batch_si
             # ---- G: non-saturating loss (+ lazy path-length regularisation)
             G.requires_grad_(True)
             D.requires_grad_(False)
-            fake = G.synthesis(_mixed_ws(G, batch_size, device, style_mixing, update_w_avg=False),
-                               noise_mode="random")
-            loss_G = F.softplus(-D(fake)).mean()
-            total_G = loss_G
-            pl = float("nan")
-            if pl_weight > 0 and pl_interval > 0 and step % pl_interval == 0:
-                ws = _mixed_ws(G, max(1, batch_size // 2), device, style_mixing, update_w_avg=False)
-                img = G.synthesis(ws, noise_mode="random")
-                noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
-                (grad,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
-                lengths = grad.square().sum(2).mean(1).sqrt()
-                pl_mean = pl_mean.lerp(lengths.mean().detach(), pl_decay)
-                pl_pen = (lengths - pl_mean).square().mean()
-                total_G = total_G + pl_pen * pl_weight * pl_interval
-                pl = pl_pen.item()
+            with amp.autocast():
+                fake = G.synthesis(_mixed_ws(G, batch_size, device, style_mixing, update_w_avg=False),
+                                   noise_mode="random")
+                loss_G = F.softplus(-D(fake).float()).mean()
+                total_G = loss_G
+                pl = float("nan")
+                if pl_weight > 0 and pl_interval > 0 and step % pl_interval == 0:
+                    ws = _mixed_ws(G, max(1, batch_size // 2), device, style_mixing, update_w_avg=False)
+                    img = G.synthesis(ws, noise_mode="random")
+                    noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
+                    (grad,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
+                    lengths = grad.float().square().sum(2).mean(1).sqrt()
+                    pl_mean = pl_mean.lerp(lengths.mean().detach(), pl_decay)
+                    pl_pen = (lengths - pl_mean).square().mean()
+                    total_G = total_G + pl_pen * pl_weight * pl_interval
+                    pl = pl_pen.item()
             opt_G.zero_grad(set_to_none=True)
             total_G.backward()
             opt_G.step()
@@ -624,6 +624,8 @@ def train_stylegan2(images, config: StyleGAN2Config, steps: int = 1000, batch_si
             if log_every and (step % log_every == 0 or step == steps):
                 emit(f"step {step}/{steps} loss_G {row['loss_G']:.4f} loss_D {row['loss_D']:.4f} "
                      f"r1 {r1:.4f} ({row['seconds']:.1f} s)")
+            if state is not None:
+                state.maybe_save(step, lambda: snapshot(step, modules, optimizers, history=history, pl_mean=pl_mean))
         G.requires_grad_(True)
         D.requires_grad_(True)
         out = G_ema if G_ema is not None else G

@@ -29,7 +29,8 @@ from torch import nn
 from .config import PlainConfig
 from .checkpoints import load_model, save_weights
 from .stylegan2 import StyleGAN2Config, center_crop, upsample2
-from .train_seg import _deterministic, _logger, fit_best_epoch
+from .runtime import seeded
+from .train_seg import _logger, fit_best_epoch
 
 CHECKPOINT_FORMAT = "cinerecon.wplus_segnet/1"
 
@@ -151,24 +152,24 @@ def _as_tensors(codes, labels, config: WPlusSegNetConfig) -> tuple[torch.Tensor,
 
 def train_wplus_segnet(train_codes, train_labels, val_codes, val_labels, config: WPlusSegNetConfig,
                        epochs: int = 50, batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
-                       device="cpu", log=None) -> tuple[WPlusSegNet, list[dict]]:
+                       device="cpu", log=None, state=None) -> tuple[WPlusSegNet, list[dict]]:
     """Train with Adam on CE + soft Dice (``seg_loss``); return the best-validation-Dice model and history.
 
     As :func:`cinerecon.models.train_seg.train_unet` (deterministic given the seed,
     best epoch = highest mean foreground Dice pooled over the validation set, the
-    same history columns), without augmentation. Codes (N, num_ws, w_dim), labels
-    (N, resolution, resolution) integers.
+    same history columns, ``state`` to save and resume the run), without augmentation.
+    Codes (N, num_ws, w_dim), labels (N, resolution, resolution) integers.
     """
     device = torch.device(device)
     emit = _logger(log)
     xt, yt = _as_tensors(train_codes, train_labels, config)
     xv, yv = _as_tensors(val_codes, val_labels, config)
-    with _deterministic(seed, device):
+    with seeded(seed, device):
         model = WPlusSegNet(config)
         model.set_code_statistics(xt)
         model.to(device)
         history = fit_best_epoch(model, (xt, yt), (xv, yv), config.n_classes, epochs, batch_size, lr, seed,
-                                 device, emit)
+                                 device, emit, state=state)
     return model, history
 
 

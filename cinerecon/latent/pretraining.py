@@ -1,0 +1,47 @@
+"""Pre-training data of the generative models: every k-th frame of every slice of the
+pre-training subjects (labelled or not), streamed subject by subject into an on-disk store.
+
+DeepRecon's G and E and DMCVR's autoencoder learn the appearance of cine slices, not labels,
+so they pre-train on every non-test subject (`pretrain_splits`), as the papers do on
+thousands of mostly unlabelled UK Biobank subjects. Memory holds one subject's cine at a
+time; the training loop reads batches from the store (cinerecon.models.slice_store).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from cinerecon.io.nifti import load_nifti
+from cinerecon.models.data import frames_to_slices, normalise_intensity
+from cinerecon.models.resume import TrainingJob
+from cinerecon.models.slice_store import SliceStore, cached_stores, write_store
+
+log = logging.getLogger(__name__)
+
+
+def subject_cine_slices(subject: str, path, frame_stride: int = 1, transform=None) -> np.ndarray:
+    """Every `frame_stride`-th frame of every slice of one subject, (N, 1, X, Y) in [-1, 1],
+    through `transform` (slices -> tensor on the model's grid, e.g. padded or resampled)."""
+    image, _, _ = load_nifti(path, subject)
+    frames = range(0, image.shape[3], frame_stride)
+    slices = frames_to_slices(normalise_intensity(image), frames)[:, None]
+    if transform is not None:
+        slices = transform(np.ascontiguousarray(slices)).numpy()
+    return slices.astype(np.float32, copy=False)
+
+
+def cine_store(job: TrainingJob, image_paths: dict, frame_stride: int = 1, transform=None) -> SliceStore:
+    """The pre-training slices of `image_paths` ({subject: SAX cine}) in the job's data folder,
+    written once per fingerprint (a restarted job reuses them)."""
+    def build(folder):
+        chunks = (subject_cine_slices(s, path, frame_stride, transform) for s, path in image_paths.items())
+        write_store(folder / "images.bin", chunks, np.float32, meta={"subjects": len(image_paths)})
+        return ["images"]
+
+    if not image_paths:
+        raise ValueError("no pre-training subjects")
+    log.info("pre-training subjects (%d): %s", len(image_paths), " ".join(image_paths))
+    key = f"{job.fingerprint}:cine:{frame_stride}:{transform!r}"
+    return cached_stores(job.data_folder, key, build)["images"]

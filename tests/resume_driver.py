@@ -1,0 +1,97 @@
+"""Train one small model of each kind with a TrainingState; optionally SIGKILL itself mid-run.
+
+Run by tests/test_resume.py as a subprocess:
+    python tests/resume_driver.py KIND OUT STATE [KILL_AT_STEP]
+writes the finished model's state_dict to OUT (torch.save). With KILL_AT_STEP the process
+kills itself with SIGKILL right after that step (no clean-up of any kind runs), which is what
+a SLURM time limit or a node failure does to a training job.
+"""
+
+import os
+import signal
+import sys
+
+import numpy as np
+import torch
+
+from cinerecon.models.diffusion import DiffusionConfig, train_diffae
+from cinerecon.models.encoder import EncoderConfig, train_encoder
+from cinerecon.models.resume import TrainingState
+from cinerecon.models.slice_store import write_store
+from cinerecon.models.stylegan2 import Generator, StyleGAN2Config, train_stylegan2
+from cinerecon.models.train_seg import train_unet
+from cinerecon.models.unet import UNetConfig
+from cinerecon.models.wplus_segnet import WPlusSegNetConfig, train_wplus_segnet
+
+
+class DyingState(TrainingState):
+    """Saves every 3 steps; dies with SIGKILL after step `kill_at` (between two saves)."""
+
+    def __init__(self, path, kill_at):
+        super().__init__(path, "test", every_seconds=None, every_steps=3)
+        self.kill_at = kill_at
+
+    def maybe_save(self, step, build):
+        saved = super().maybe_save(step, build)
+        if self.kill_at is not None and step == self.kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return saved
+
+
+def discs(n, size, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    images = np.full((n, 1, size, size), -1.0, np.float32)
+    labels = np.zeros((n, size, size), np.int64)
+    for i in range(n):
+        cy, cx = rng.uniform(size * 0.3, size * 0.7, 2)
+        r = rng.uniform(size * 0.15, size * 0.3)
+        disc = np.hypot(yy - cy, xx - cx) < r
+        images[i, 0][disc] = 0.8
+        labels[i][disc] = 1
+        labels[i][np.hypot(yy - cy, xx - cx) < r / 2] = 3
+    return images, labels
+
+
+def train(kind, state, folder):
+    torch.set_num_threads(1)
+    images, labels = discs(24, 16)
+    if kind == "unet":  # 24 slices, batch 8: 3 steps an epoch, 4 epochs; read from a store by 2 workers
+        x = write_store(os.path.join(folder, "x.bin"), [images[:12], images[12:]], np.float32)
+        y = write_store(os.path.join(folder, "y.bin"), [labels[:12], labels[12:]], np.uint8)
+        model, _ = train_unet(x, y, images[:8], labels[:8], UNetConfig.tiny(), epochs=4, batch_size=8,
+                              state=state, workers=2)
+        return model
+    if kind == "wplus":
+        config = WPlusSegNetConfig(num_ws=4, w_dim=8, resolution=16)
+        codes = np.random.default_rng(1).normal(size=(24, 4, 8)).astype(np.float32)
+        model, _ = train_wplus_segnet(codes, labels, codes[:8], labels[:8], config, epochs=4, batch_size=8,
+                                      state=state)
+        return model
+    small = StyleGAN2Config.tiny(resolution=16, channel_base=256, channel_max=32, z_dim=32, w_dim=32)
+    if kind == "stylegan2":
+        G, _ = train_stylegan2(images, small, steps=12, batch_size=4, r1_interval=4, pl_weight=2.0,
+                               pl_interval=2, state=state)
+        return G
+    if kind == "encoder":
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            G = Generator(small)
+        E, _ = train_encoder(G, images, EncoderConfig.tiny(width=8, channel_max=32), steps=12, batch_size=4,
+                             state=state)
+        return E
+    if kind == "diffae":
+        config = DiffusionConfig.tiny(image_size=16, z_sem_dim=16, width=8, channel_mult=(1, 2),
+                                      norm_groups=4, mor_channels=0)
+        model, _ = train_diffae(images, config, steps=12, batch_size=5, log_every=4, state=state)
+        return model
+    raise SystemExit(f"unknown kind {kind}")
+
+
+if __name__ == "__main__":
+    kind, out, state_path = sys.argv[1:4]
+    kill_at = int(sys.argv[4]) if len(sys.argv) > 4 else None
+    state = DyingState(state_path, kill_at)
+    model = train(kind, state, os.path.dirname(out))
+    torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, out)
+    state.clear()
