@@ -45,11 +45,14 @@ def settings_for(section, keys):
 
 
 def training_runtime(minutes):
-    """A training job's `runtime` (minutes), doubled, tripled... with each attempt: a job killed
-    at its time limit resumes from its saved state (cinerecon.models.resume) with more time."""
+    """A training job's `runtime` (minutes), doubled, tripled... with each attempt, up to
+    `training.max_runtime_minutes` (a partition's time limit: a longer request would never be
+    scheduled): a job killed at its time limit resumes from its saved state
+    (cinerecon.models.resume), so several attempts add up to a training of any length."""
+    cap = (config.get("training") or {}).get("max_runtime_minutes")
 
     def runtime(wildcards, attempt):
-        return minutes * attempt
+        return min(minutes * attempt, cap) if cap else minutes * attempt
 
     return runtime
 

@@ -1,10 +1,10 @@
 """Train one small model of each kind with a TrainingState; optionally SIGKILL itself mid-run.
 
 Run by tests/test_resume.py as a subprocess:
-    python tests/resume_driver.py KIND OUT STATE [KILL_AT_STEP]
+    python tests/resume_driver.py KIND OUT STATE [KILL_AT_STEP [SIGNAL]]
 writes the finished model's state_dict to OUT (torch.save). With KILL_AT_STEP the process
-kills itself with SIGKILL right after that step (no clean-up of any kind runs), which is what
-a SLURM time limit or a node failure does to a training job.
+sends itself SIGNAL (default SIGKILL: no clean-up of any kind runs, as after a node failure;
+SIGTERM: what SLURM sends at a time limit) right after that step.
 """
 
 import os
@@ -14,28 +14,28 @@ import sys
 import numpy as np
 import torch
 
+from cinerecon.latent.dmcvr import ModelGrid, diffusion_config
 from cinerecon.models.diffusion import DiffusionConfig, train_diffae
 from cinerecon.models.encoder import EncoderConfig, train_encoder
 from cinerecon.models.resume import TrainingState
 from cinerecon.models.slice_store import write_store
 from cinerecon.models.stylegan2 import Generator, StyleGAN2Config, train_stylegan2
 from cinerecon.models.train_seg import train_unet
-from cinerecon.models.unet import UNetConfig
+from cinerecon.models.unet import UNet, UNetConfig
 from cinerecon.models.wplus_segnet import WPlusSegNetConfig, train_wplus_segnet
 
 
 class DyingState(TrainingState):
-    """Saves every 3 steps; dies with SIGKILL after step `kill_at` (between two saves)."""
+    """Saves every 3 steps; gets `signum` after step `kill_at` (between two saves)."""
 
-    def __init__(self, path, kill_at):
+    def __init__(self, path, kill_at, signum=signal.SIGKILL):
         super().__init__(path, "test", every_seconds=None, every_steps=3)
-        self.kill_at = kill_at
+        self.kill_at, self.signum = kill_at, signum
 
     def maybe_save(self, step, build):
-        saved = super().maybe_save(step, build)
         if self.kill_at is not None and step == self.kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return saved
+            os.kill(os.getpid(), self.signum)
+        return super().maybe_save(step, build)
 
 
 def discs(n, size, seed=0):
@@ -85,13 +85,25 @@ def train(kind, state, folder):
                                       norm_groups=4, mor_channels=0)
         model, _ = train_diffae(images, config, steps=12, batch_size=5, log_every=4, state=state)
         return model
+    if kind == "dmcvr_fp16":  # z_mor from a U-Net on the crops, a 24 px model grid, fp16 loss scaling
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            seg = UNet(UNetConfig.tiny(depth=2)).eval()
+        settings = {"preset": "tiny", "model": {"width": 8, "image_size": 24, "channel_mult": [1, 2],
+                                                "norm_groups": 4, "z_sem_dim": 16}}
+        config = diffusion_config(settings, 16, seg)
+        grid = ModelGrid(16, config.image_size, config.multiple)
+        model, _ = train_diffae(images, config, steps=12, batch_size=5, log_every=4, state=state, seg_model=seg,
+                                precision="fp16", to_model=grid.to_model)
+        return model
     raise SystemExit(f"unknown kind {kind}")
 
 
 if __name__ == "__main__":
     kind, out, state_path = sys.argv[1:4]
     kill_at = int(sys.argv[4]) if len(sys.argv) > 4 else None
-    state = DyingState(state_path, kill_at)
+    signum = getattr(signal, sys.argv[5]) if len(sys.argv) > 5 else signal.SIGKILL
+    state = DyingState(state_path, kill_at, signum)
     model = train(kind, state, os.path.dirname(out))
     torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, out)
     state.clear()

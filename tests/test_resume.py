@@ -15,23 +15,35 @@ sys.path.insert(0, str(Path(__file__).parent))
 import resume_driver  # noqa: E402
 
 DRIVER = Path(__file__).parent / "resume_driver.py"
-KINDS = ["unet", "wplus", "stylegan2", "encoder", "diffae"]
+KINDS = ["unet", "wplus", "stylegan2", "encoder", "diffae", "dmcvr_fp16"]
 
 
-def _drive(kind, out, state, kill_at=None):
-    args = [sys.executable, str(DRIVER), kind, str(out), str(state)] + ([str(kill_at)] if kill_at else [])
+def _drive(kind, out, state, kill_at=None, signum="SIGKILL"):
+    args = [sys.executable, str(DRIVER), kind, str(out), str(state)] + ([str(kill_at), signum] if kill_at else [])
     return subprocess.run(args, capture_output=True, text=True)
+
+
+def _reference(kind, folder):
+    """The uninterrupted run's weights, trained in this process."""
+    state = TrainingState(folder / "never.pt", "test", every_seconds=None, every_steps=None)
+    prev = torch.get_num_threads()
+    try:
+        return resume_driver.train(kind, state, str(folder)).state_dict()
+    finally:
+        torch.set_num_threads(prev)
+        state.clear()
+
+
+def _assert_same(kind, out, reference):
+    weights = torch.load(out, weights_only=True)
+    assert weights.keys() == reference.keys()
+    for key, value in reference.items():
+        assert torch.equal(weights[key], value), f"{kind}: {key} differs after resuming"
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_training_killed_mid_run_resumes_to_the_same_weights(kind, tmp_path):
-    # uninterrupted, in this process
-    state = TrainingState(tmp_path / "never.pt", "test", every_seconds=None, every_steps=None)
-    prev = torch.get_num_threads()
-    try:
-        reference = resume_driver.train(kind, state, str(tmp_path)).state_dict()
-    finally:
-        torch.set_num_threads(prev)
+    reference = _reference(kind, tmp_path)
     out, side = tmp_path / f"{kind}.pt", tmp_path / "model.training-state.pt"
 
     killed = _drive(kind, out, side, kill_at=7)  # saved after step 6; step 7 is lost and redone
@@ -41,11 +53,20 @@ def test_a_training_killed_mid_run_resumes_to_the_same_weights(kind, tmp_path):
 
     resumed = _drive(kind, out, side)
     assert resumed.returncode == 0, resumed.stderr
-    weights = torch.load(out, weights_only=True)
-    assert weights.keys() == reference.keys()
-    for key, value in reference.items():
-        assert torch.equal(weights[key], value), f"{kind}: {key} differs after resuming"
+    _assert_same(kind, out, reference)
     assert not side.exists()  # cleared once the model is finished
+
+
+def test_sigterm_saves_the_state_at_the_current_step_and_stops(tmp_path):
+    """SLURM's time limit sends SIGTERM before SIGKILL: the step in progress finishes, the
+    state is saved at that step (not at the last periodic save) and the job stops, failing."""
+    reference = _reference("stylegan2", tmp_path)
+    out, side = tmp_path / "g.pt", tmp_path / "model.training-state.pt"
+    stopped = _drive("stylegan2", out, side, kill_at=5, signum="SIGTERM")
+    assert stopped.returncode != 0 and "training state saved at step 5" in stopped.stderr, stopped.stderr[-2000:]
+    assert torch.load(side, weights_only=True)["step"] == 5 and not out.exists()
+    assert _drive("stylegan2", out, side).returncode == 0
+    _assert_same("stylegan2", out, reference)
 
 
 def test_a_state_saved_for_other_settings_or_data_is_not_resumed(tmp_path):

@@ -166,6 +166,15 @@ def test_dry_run_gives_every_job_its_rules_threads(tmp_path):
         if "gpu=1" in job["resources"]:
             assert job["threads"] >= 4, job
     assert max(j["threads"] for j in dry_run_jobs(tmp_path / "nifti", tmp_path / "nifti/cfg.yaml", 2)) == 2
+    # training jobs ask a cluster for at most training.max_runtime_minutes (a partition's limit)
+    trainings = [j for j in jobs if j["rule"].startswith("train_")]
+    assert trainings and all("runtime=2880," in j["resources"] for j in trainings if "train_diffusion" in j["rule"])
+    cfg = yaml.safe_load((tmp_path / "nifti/cfg.yaml").read_text())
+    cfg["training"] = {"max_runtime_minutes": 100}
+    (tmp_path / "nifti/capped.yaml").write_text(yaml.safe_dump(cfg))
+    capped = [j for j in dry_run_jobs(tmp_path / "nifti", tmp_path / "nifti/capped.yaml", 2)
+              if j["rule"].startswith("train_")]
+    assert capped and all("runtime=100," in j["resources"] for j in capped), capped
 
 
 @pytest.mark.workflow

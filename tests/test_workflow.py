@@ -35,9 +35,12 @@ def job_counts(output: str) -> dict:
     return counts
 
 
+# --max-threads 1: each job on one thread, as before rules declared threads (GPU rules' 8,
+# capped at 2, would run them one at a time on the 2-core runner), and the same numerics in
+# every run a test compares
 def snakemake(workdir, *args, env=None):
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-           "--directory", str(workdir), "--cores", "2", *args]
+           "--directory", str(workdir), "--cores", "2", "--max-threads", "1", *args]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO,
                           env=None if env is None else {**os.environ, **env})
 
@@ -82,7 +85,7 @@ def test_a_killed_run_resumes_to_the_same_bytes_as_an_uninterrupted_one(tiny_run
     tiny_config(tmp_path)
     config = str(tmp_path / "tiny.yaml")
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-           "--configfile", config, "--cores", "2"]
+           "--configfile", config, "--cores", "2", "--max-threads", "1"]
     journal = tmp_path / "results/shards/synth/b0000.journal"
     job = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            start_new_session=True)
@@ -418,7 +421,7 @@ def test_fixing_labels_after_an_interrupted_run_changes_that_subjects_directseg_
     config.write_text(yaml.safe_dump(cfg))
     results = tmp_path / "results"
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-           "--configfile", str(config), "--cores", "1"]
+           "--configfile", str(config), "--cores", "1", "--max-threads", "1"]
     job = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.time() + 300

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -45,7 +44,7 @@ def train_generator_files(image_paths: dict, settings: dict, outputs: dict, devi
                           job: TrainingJob | None = None) -> list[dict]:
     """Train StyleGAN2 on the cine frames of the pre-training subjects (streamed from disk; the
     run saved and resumed through `job`); write history and samples, then G last."""
-    job = job or TrainingJob(Path(outputs["generator"]))
+    job = job or TrainingJob.transient(outputs["generator"])
     images = cine_store(job, image_paths, settings.get("frame_stride", 1))
     config = getattr(StyleGAN2Config, settings["preset"])(resolution=_square(images))
     log.info("StyleGAN2 %s at %d px on %d slices of %d subjects", settings["preset"], config.resolution,
@@ -90,7 +89,7 @@ def perceptual_from_seg(seg_checkpoint, device) -> FeatureDistance:
 def train_encoder_files(generator_path, image_paths: dict, seg_checkpoint, settings: dict, outputs: dict,
                         device: str, job: TrainingJob | None = None) -> list[dict]:
     """Train the W+ encoder for G on the pre-training subjects' cine frames; history, then E last."""
-    job = job or TrainingJob(Path(outputs["encoder"]))
+    job = job or TrainingJob.transient(outputs["encoder"])
     G = load_generator(generator_path, device)
     images = cine_store(job, image_paths, settings.get("frame_stride", 1))
     _square(images)
@@ -172,7 +171,7 @@ def train_latent_seg_files(generator_path, train: tuple[dict, dict], val: tuple[
     tx, ty = synthetic_training_set(G, *train, device)
     vx, vy = synthetic_training_set(G, *val, device)
     config = getattr(UNetConfig, settings["model"])()
-    job = job or TrainingJob(Path(outputs["model"]))
+    job = job or TrainingJob.transient(outputs["model"])
     model, history = train_unet(tx, ty, vx, vy, config, epochs=settings["epochs"], batch_size=settings["batch_size"],
                                 lr=settings["lr"], seed=settings["seed"], log=log, device=device, state=job.state,
                                 precision=settings.get("precision", "fp32"), deterministic=job.deterministic)

@@ -13,7 +13,6 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -85,7 +84,7 @@ class ModelGrid:
         return self.size != _round_up(self.crop, self.multiple)
 
     def to_model(self, images) -> torch.Tensor:
-        x = torch.as_tensor(np.asarray(images, dtype=np.float32))
+        x = images.float() if torch.is_tensor(images) else torch.as_tensor(np.asarray(images, dtype=np.float32))
         if x.shape[-1] != self.crop or x.shape[-2] != self.crop:
             raise ValueError(f"expected {self.crop} x {self.crop} crops, got {tuple(x.shape[-2:])}")
         if self.resampled:
@@ -134,23 +133,26 @@ def train_diffusion_files(image_paths: dict, settings: dict, outputs: dict, devi
     history and a reconstruction figure, then the model last."""
     if not image_paths:
         raise ValueError("no pre-training subjects")
-    job = job or TrainingJob(Path(outputs["model"]))
+    job = job or TrainingJob.transient(outputs["model"])
     first = next(iter(image_paths))
     shape, _ = nifti_geometry(image_paths[first], first)
     if shape[0] != shape[1]:
         raise ValueError(f"DMCVR needs square SAX crops (crop.sax_size), got {shape[0]}x{shape[1]}")
     config = diffusion_config(settings, shape[0], seg_model)
     grid = ModelGrid(shape[0], config.image_size, config.multiple)
-    images = cine_store(job, image_paths, settings["frame_stride"], transform=grid.to_model)
+    # the crops are stored (a quarter of 256 px slices' bytes for 128 px crops) and each batch
+    # goes onto the model's grid on the device; z_mor comes from the crops themselves
+    images = cine_store(job, image_paths, settings["frame_stride"])
     log.info("%s %s at %d px (%s from %d px crops) on %d slices of %d subjects",
              "DMCVR" if seg_model is not None else "DiffAE", settings["preset"], images.shape[-1],
              "resampled" if grid.resampled else "padded", shape[0], len(images), len(image_paths))
     model, history = train_diffae(images, config, steps=settings["steps"], batch_size=settings["batch_size"],
                                   lr=settings["lr"], seed=settings["seed"], device=device, log=log,
                                   seg_model=seg_model, state=job.state, workers=job.workers,
-                                  precision=settings.get("precision", "fp32"), deterministic=job.deterministic)
+                                  precision=settings.get("precision", "fp32"), deterministic=job.deterministic,
+                                  to_model=grid.to_model)
     write_history(outputs["history"], history)
-    reals = grid.to_crop(torch.from_numpy(images[:: max(1, len(images) // 6)][:6])).numpy()
+    reals = images[:: max(1, len(images) // 6)][:6].astype(np.float32)
     _reconstruction_grid(model, reals, settings, outputs["samples"], device)
     save_diffae(model, outputs["model"])  # last: a failing figure never leaves a model behind
     job.finish()
@@ -190,7 +192,9 @@ def encode_slices(model: DiffAE, images: np.ndarray, steps: int, batch_size: int
     model.to(device)
     if model.seg_model is not None:
         model.seg_model.to(device)
-    z_sem, z_mor, x_T = model.encode(x.to(device), steps=steps, batch_size=batch_size, refine=refine)
+    # z_mor from the crops as they are: the segmentation network was trained on them
+    z_sem, z_mor, x_T = model.encode(x.to(device), steps=steps, batch_size=batch_size, refine=refine,
+                                     seg_x=torch.as_tensor(np.asarray(images, dtype=np.float32)))
     codes = {"z_sem": z_sem.cpu(), "x_T": x_T.cpu(), "crop": images.shape[-2:]}
     if z_mor is not None:
         codes["z_mor"] = z_mor.cpu()

@@ -4,7 +4,6 @@ training subjects with their manual labels, and the Table 1 rows of a subject.""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -48,7 +47,7 @@ def train_wplus_segnet_files(latent_paths_train: dict, label_paths_train: dict, 
     {"history": TSV, then "model": checkpoint}; the run saved and resumed through `job`. The
     net's num_ws, w_dim and resolution are those of the codes (the labelled subjects' ED/ES
     codes, small enough to hold in memory)."""
-    job = job or TrainingJob(Path(outputs["model"]))
+    job = job or TrainingJob.transient(outputs["model"])
     tc, tl = code_label_set(latent_paths_train, label_paths_train)
     vc, vl = code_label_set(latent_paths_val, label_paths_val)
     config = getattr(WPlusSegNetConfig, settings["model"])(resolution=_square(tl), num_ws=tc.shape[1],

@@ -612,9 +612,12 @@ class DiffAE(nn.Module):
         """Slices x0 (N, C, H, W) from (x_T, z_sem, z_mor) by deterministic DDIM sampling."""
         return self._ddim(ddim_sample, x_T, z_sem, z_mor, steps, batch_size)
 
-    def encode(self, x0: torch.Tensor, steps: int = 50, batch_size: int | None = None, refine: int = 0
-               ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """All three codes (z_sem, z_mor or None, x_T) of clean slices x0."""
+    def encode(self, x0: torch.Tensor, steps: int = 50, batch_size: int | None = None, refine: int = 0,
+               seg_x: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """All three codes (z_sem, z_mor or None, x_T) of clean slices x0; z_mor from ``seg_x``
+        (the same slices as the segmentation network was trained on them, e.g. the crops of a
+        model that works on a resampled grid) when given, else from x0."""
+        seg_x = x0 if seg_x is None else seg_x
         was_training = self.training
         self.eval()
         try:
@@ -622,7 +625,7 @@ class DiffAE(nn.Module):
                 n = x0.shape[0]
                 bs = batch_size or max(n, 1)
                 z_sem = torch.cat([self.encode_sem(x0[i:i + bs]) for i in range(0, n, bs)])
-                z_mor = (torch.cat([self.morphology(x0[i:i + bs]) for i in range(0, n, bs)])
+                z_mor = (torch.cat([self.morphology(seg_x[i:i + bs].to(x0.device)) for i in range(0, n, bs)])
                          if self.config.morphology else None)
         finally:
             self.train(was_training)
@@ -689,7 +692,8 @@ def _as_images(images, name: str):
 def train_diffae(images, config: DiffusionConfig, steps: int = 1000, batch_size: int = 16, lr: float = 1e-4,
                  seed: int = 0, device="cpu", log=None, seg_model: nn.Module | None = None, seg_images=None,
                  log_every: int = 50, grad_clip: float = 1.0, state: TrainingState | None = None,
-                 workers: int = 0, precision: str = "fp32", deterministic: bool = True) -> tuple[DiffAE, list[dict]]:
+                 workers: int = 0, precision: str = "fp32", deterministic: bool = True,
+                 to_model: Callable | None = None) -> tuple[DiffAE, list[dict]]:
     """Train denoiser + semantic encoder end to end on ||eps - eps_theta(x_t, t, E_sem(x0), z_mor)||^2.
 
     ``images`` (N, C, H, W) in [-1, 1], H, W divisible by ``config.multiple``: an array or a
@@ -702,7 +706,9 @@ def train_diffae(images, config: DiffusionConfig, steps: int = 1000, batch_size:
     (default: ``images``, same N) batch by batch. ``state`` saves the run when due (model,
     optimiser, EMA, generators, grad scaler, history) and resumes a killed one to the same
     weights. ``precision`` (fp32 | bf16 | fp16, the loss in float32) and ``deterministic``
-    as in :mod:`cinerecon.models.runtime`.
+    as in :mod:`cinerecon.models.runtime`. ``to_model`` maps each batch of ``images`` (on the
+    device) onto the model's grid (e.g. crops resampled to 256 px); the segmentation network
+    then sees the batch as stored (the crops it was trained on), unless ``seg_images`` is given.
     Returns the EMA model in eval mode (seg model attached) and a history row every
     ``log_every`` steps and at the end: step, loss (mean over the interval), ema_decay,
     seconds (since start).
@@ -715,8 +721,10 @@ def train_diffae(images, config: DiffusionConfig, steps: int = 1000, batch_size:
         raise ValueError("need at least one image, steps >= 1 and batch_size >= 1")
     if x_all.shape[1] != config.in_channels:
         raise ValueError(f"images have {x_all.shape[1]} channels, config.in_channels = {config.in_channels}")
-    if x_all.shape[-2] % config.multiple or x_all.shape[-1] % config.multiple:
-        raise ValueError(f"H, W = {tuple(x_all.shape[-2:])} must be divisible by {config.multiple}")
+    to_model = to_model or (lambda x: x)
+    model_shape = tuple(to_model(torch.zeros((1,) + tuple(x_all.shape[1:]))).shape[-2:])
+    if model_shape[0] % config.multiple or model_shape[1] % config.multiple:
+        raise ValueError(f"H, W = {model_shape} must be divisible by {config.multiple}")
     if config.morphology and seg_model is None:
         raise ValueError("config.mor_channels > 0 (DMCVR) needs seg_model; use mor_channels=0 for DiffAE")
     if not config.morphology and (seg_model is not None or seg_images is not None):
@@ -748,12 +756,13 @@ def train_diffae(images, config: DiffusionConfig, steps: int = 1000, batch_size:
             start, history, running, count = saved["step"], extra["history"], extra["running"], extra["count"]
         t0 = time.perf_counter()
         for step, batch in enumerate(batches(sources, plan, start, steps, workers), start=start + 1):
-            x0 = batch[0].to(torch.float32)
-            if x0.abs().max() > 1.0 + 1e-3:
+            stored = batch[0].to(torch.float32)
+            if stored.abs().max() > 1.0 + 1e-3:
                 raise ValueError("images must be in the model range [-1, 1]")
+            x0 = to_model(stored.to(device))
             t = torch.randint(config.num_timesteps, (len(x0),), generator=gen)
             noise = torch.randn(tuple(x0.shape), generator=gen)
-            x0, t, noise = x0.to(device), t.to(device), noise.to(device)
+            t, noise = t.to(device), noise.to(device)
             a = ab[t].view(-1, 1, 1, 1)
             x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
             with amp.autocast():

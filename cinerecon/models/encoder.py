@@ -43,7 +43,7 @@ from .config import PlainConfig
 from .checkpoints import load_model, save_weights
 from .resume import TrainingState, restore, snapshot
 from .slice_store import BatchPlan, batches
-from .runtime import Precision, seeded
+from .runtime import IntervalMeans, Precision, seeded
 from .stylegan2 import Generator, StyleGAN2Config, as_training_images
 from .train_seg import _logger
 
@@ -315,9 +315,10 @@ def train_encoder(G: Generator, images, config: EncoderConfig, steps: int = 1000
     replacement, step s's from a generator seeded with (seed, s); ``images`` may be a
     memmap or a SliceStore (read by ``workers`` DataLoader processes). ``state`` saves the
     run when due and resumes a killed one to the same weights. ``precision`` fp32 | bf16 |
-    fp16 (the loss in float32) and ``deterministic`` as in :mod:`cinerecon.models.runtime`. ``E`` continues training a given
-    encoder (in place). ``history``: one dict per step with step, loss, l2,
-    perceptual (NaN without), w_reg, seconds.
+    fp16 (the loss in float32) and ``deterministic`` as in :mod:`cinerecon.models.runtime`.
+    ``E`` continues training a given encoder (in place). ``history``: a row every
+    ``log_every`` steps (every step if 0) and at the end, with step, the interval's means of
+    loss, l2, perceptual (NaN without) and w_reg, and seconds.
     """
     device = torch.device(device)
     emit = _logger(log)
@@ -343,10 +344,11 @@ def train_encoder(G: Generator, images, config: EncoderConfig, steps: int = 1000
             amp = Precision(precision, device)
             optimizers = {"opt": opt, **amp.state()}
             plan = BatchPlan(len(arr), batch_size, seed, mode="replacement")
+            means = IntervalMeans(("loss", "l2", "perceptual", "w_reg"))
             start = 0
             saved = state.load() if state is not None else None
             if saved is not None:
-                start, history = saved["step"], restore(saved, {"E": E}, optimizers)["history"]
+                start, history = saved["step"], restore(saved, {"E": E, "means": means}, optimizers)["history"]
             t0 = time.perf_counter()
             for step, (x,) in enumerate(batches(arr, plan, start, steps, workers), start=start + 1):
                 x = x.to(device, dtype=torch.float32)
@@ -364,14 +366,15 @@ def train_encoder(G: Generator, images, config: EncoderConfig, steps: int = 1000
                     perc = p.item()
                 opt.zero_grad(set_to_none=True)
                 amp.step(loss, opt)
-                row = {"step": step, "loss": loss.item(), "l2": l2.item(), "perceptual": perc,
-                       "w_reg": w_reg.item(), "seconds": time.perf_counter() - t0}
-                history.append(row)
-                if log_every and (step % log_every == 0 or step == steps):
-                    emit(f"step {step}/{steps} loss {row['loss']:.4f} l2 {row['l2']:.4f} perceptual {perc:.4f} "
-                         f"w_reg {row['w_reg']:.3f} ({row['seconds']:.1f} s)")
+                means.add(loss=loss.item(), l2=l2.item(), perceptual=perc, w_reg=w_reg.item())
+                if step % max(1, log_every) == 0 or step == steps:
+                    row = {"step": step, **means.take(), "seconds": time.perf_counter() - t0}
+                    history.append(row)
+                    emit(f"step {step}/{steps} loss {row['loss']:.4f} l2 {row['l2']:.4f} "
+                         f"perceptual {row['perceptual']:.4f} w_reg {row['w_reg']:.3f} ({row['seconds']:.1f} s)")
                 if state is not None:
-                    state.maybe_save(step, lambda: snapshot(step, {"E": E}, optimizers, history=history))
+                    state.maybe_save(step, lambda: snapshot(step, {"E": E, "means": means}, optimizers,
+                                                            history=history))
     finally:
         for p, f in zip(G.parameters(), flags):
             p.requires_grad_(f)

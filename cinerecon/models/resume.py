@@ -5,8 +5,9 @@ from its last saved state instead of step 0. The state file sits beside the mode
 produce (``.model.training-state.pt`` for ``model.pt``): it is not a Snakemake output, so
 Snakemake does not delete it when the killed job's outputs are cleaned up. It holds
 
-- a fingerprint of what the run trains on (settings, subjects, input digests): a state
-  saved for other settings or other data is discarded, never resumed;
+- a fingerprint of what the run trains on (settings, subjects, input digests, the cinerecon
+  code): a state saved for other settings, other data or other code is discarded, never
+  resumed (updating cinerecon mid-training therefore restarts it);
 - the step reached, every module's and optimiser's state (EMA and grad scaler included),
   the RNG states (the global CPU and CUDA generators and the trainer's own generators),
   the history so far and whatever else the trainer needs (best epoch, running sums).
@@ -15,6 +16,8 @@ Batches are a pure function of (seed, step) (`cinerecon.models.slice_store.Batch
 the data order needs no state of its own. With deterministic kernels (CPU), a resumed run
 ends with the same weights, bit for bit, as an uninterrupted one (tests/test_resume.py).
 The trainer removes the file once the finished model is written (:meth:`TrainingState.clear`).
+SIGTERM (what SLURM sends at the time limit, KillWait seconds before SIGKILL) saves the
+state after the current step and stops the job, so an attempt loses one step, not minutes.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from __future__ import annotations
 import io
 import logging
 import shutil
+import signal
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +35,8 @@ from pathlib import Path
 import torch
 
 from cinerecon.io.files import atomic_path
-from cinerecon.journal import canonical, content_digest, sha1
+from cinerecon.faults import Terminated
+from cinerecon.journal import canonical, code_version, content_digest, sha1
 
 log = logging.getLogger(__name__)
 STATE_FORMAT = "cinerecon.training-state/1"
@@ -44,8 +50,9 @@ def state_path_for(model_path) -> Path:
 
 
 def fingerprint(settings, subjects=(), input_files=()) -> str:
-    """What a saved state was trained on: the job's settings, its subjects and its input files' bytes."""
-    return sha1(canonical(settings), canonical(sorted(subjects)),
+    """What a saved state was trained on: the job's settings, its subjects, its input files'
+    bytes and the cinerecon code."""
+    return sha1(canonical(settings), canonical(sorted(subjects)), code_version(),
                 *(content_digest(path) for path in sorted(map(str, input_files))))
 
 
@@ -114,6 +121,11 @@ class TrainingState:
         self.every_seconds, self.every_steps = every_seconds, every_steps
         self._clock = clock
         self._last_save = clock()
+        self._stop = None  # the signal asking this process to stop, once received
+        self._previous_handler = None
+
+    def _on_sigterm(self, signum, frame):
+        self._stop = signal.Signals(signum).name
 
     @classmethod
     def beside(cls, model_path, fingerprint: str, **kwargs) -> "TrainingState":
@@ -122,6 +134,12 @@ class TrainingState:
     def load(self) -> dict | None:
         """The saved state of this run, or None (no file, or one saved for another fingerprint,
         which is removed; an unreadable file, e.g. from a full disk, is ignored and replaced)."""
+        try:  # from now on SIGTERM saves the state at the end of the step, then stops
+            previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+            if self._previous_handler is None:
+                self._previous_handler = previous
+        except ValueError:  # not the main thread
+            pass
         if not self.path.exists():
             return None
         try:
@@ -131,13 +149,15 @@ class TrainingState:
             return None
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT \
                 or state.get("fingerprint") != self.fingerprint:
-            log.info("%s was saved for other settings or data; starting from step 0", self.path)
-            self.clear()
+            log.info("%s was saved for other settings, data or code; starting from step 0", self.path)
+            self.path.unlink(missing_ok=True)
             return None
         log.info("resuming from %s at step %d", self.path, state["step"])
         return state
 
     def due(self, step: int) -> bool:
+        if self._stop:
+            return True
         if self.every_steps and step % self.every_steps == 0:
             return True
         return self.every_seconds is not None and self._clock() - self._last_save >= self.every_seconds
@@ -155,10 +175,20 @@ class TrainingState:
         if not self.due(step):
             return False
         self.save(build())
+        if self._stop:
+            raise Terminated(f"received {self._stop}: training state saved at step {step} in {self.path}")
         return True
 
     def clear(self) -> None:
+        """Remove the side file (the run is finished, or it was saved for another run) and give
+        SIGTERM back its previous handler."""
         self.path.unlink(missing_ok=True)
+        if self._previous_handler is not None:
+            try:
+                signal.signal(signal.SIGTERM, self._previous_handler)
+            except ValueError:
+                pass
+            self._previous_handler = None
 
 
 @dataclass
@@ -179,6 +209,11 @@ class TrainingJob:
     workers: int = 0
     deterministic: bool = True
     _state: TrainingState | None = field(default=None, init=False, repr=False)
+
+    @classmethod
+    def transient(cls, model_path) -> "TrainingJob":
+        """A job for a direct call (no workflow rule): never saved, its data cache its own."""
+        return cls(Path(model_path), f"transient-{uuid.uuid4().hex}", every_seconds=None)
 
     @property
     def state(self) -> TrainingState:

@@ -84,3 +84,32 @@ class Precision:
     def state(self) -> dict:
         """Entries for a training-state snapshot's ``optimizers`` (the fp16 loss scale)."""
         return {"grad_scaler": self.scaler} if self.scaler.is_enabled() else {}
+
+
+class IntervalMeans:
+    """Means of per-step values over a logging interval, for training histories of one row
+    every ``log_every`` steps (a row per step would be ~800,000 rows for a paper-scale GAN,
+    carried in every saved state). NaN values (a regulariser not computed on that step) are
+    left out; a value never seen in the interval is NaN. Its sums travel in saved states."""
+
+    def __init__(self, names):
+        self.names = tuple(names)
+        self.sums = {n: [0.0, 0] for n in self.names}
+
+    def add(self, **values) -> None:
+        for name, value in values.items():
+            if value == value:  # not NaN
+                self.sums[name][0] += float(value)
+                self.sums[name][1] += 1
+
+    def take(self) -> dict:
+        """The interval's means, and a fresh interval."""
+        out = {n: (s / k if k else float("nan")) for n, (s, k) in self.sums.items()}
+        self.sums = {n: [0.0, 0] for n in self.names}
+        return out
+
+    def state_dict(self) -> dict:
+        return {"sums": {n: list(v) for n, v in self.sums.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sums = {n: list(v) for n, v in state["sums"].items()}

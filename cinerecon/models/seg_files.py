@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -80,7 +79,7 @@ def train_from_files(train_pairs, val_pairs, settings: dict, checkpoint, history
     """Train the SAX U-Net on slices streamed from disk (the run saved and resumed through `job`);
     write the per-epoch log and the loss curve, then the checkpoint last."""
     config = getattr(UNetConfig, settings["model"])()
-    job = job or TrainingJob(Path(checkpoint))
+    job = job or TrainingJob.transient(checkpoint)
     for name, pairs in (("training", train_pairs), ("validation", val_pairs)):
         log.info("%s subjects (%d): %s", name, len(pairs), " ".join(pair[0] for pair in pairs))
     stores = training_stores(job, {"train": train_pairs, "val": val_pairs}, settings["frames"],

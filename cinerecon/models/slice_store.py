@@ -1,7 +1,8 @@
 """Training data that streams: slices on disk, read batch by batch; batches a pure function of the step.
 
-A paper-scale pre-training set does not fit in memory (DMCVR's 808 subjects at 96 px are
-~54 GB of float32 slices, hundreds of GB at 256 px). The file-level trainers therefore
+A paper-scale pre-training set does not fit in memory (DMCVR's 484,800 slices of 808
+subjects are 18 GB of float32 at 96 px, 127 GB at 256 px; DeepRecon's 3.6 million slices
+several times that). The file-level trainers therefore
 write each subject's slices, as they are loaded, into a :class:`SliceStore` (a raw
 array file and a JSON description) and the training loop reads only the rows of each
 batch with ``os.pread``. Nothing is memory-mapped, so a process's resident memory does
@@ -16,9 +17,12 @@ run would, and DataLoader workers can read ahead without any shared RNG
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
+import logging
 import os
 import shutil
+import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -27,6 +31,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cinerecon.io.files import atomic_path
+
+log = logging.getLogger(__name__)
 
 
 class SliceStore:
@@ -45,6 +51,10 @@ class SliceStore:
         self.meta = meta.get("meta", {})
         self._row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
         self._fd, self._pid = None, None
+        size = self.path.stat().st_size
+        if size != len(self) * self._row_bytes:
+            raise ValueError(f"{self.path}: {size} bytes, not the {len(self) * self._row_bytes} of "
+                             f"its description {self.shape} {self.dtype}: a damaged store")
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -84,11 +94,23 @@ class SliceStore:
             while stop < len(sorted_rows) and sorted_rows[stop] - sorted_rows[stop - 1] <= 1:
                 stop += 1
             first, last = int(sorted_rows[start]), int(sorted_rows[stop - 1])
-            data = os.pread(fd, (last - first + 1) * self._row_bytes, first * self._row_bytes)
+            data = _read_exactly(fd, (last - first + 1) * self._row_bytes, first * self._row_bytes, self.path)
             block = np.frombuffer(data, dtype=np.uint8).reshape(last - first + 1, self._row_bytes)
             flat[order[start:stop]] = block[sorted_rows[start:stop] - first]
             start = stop
         return out
+
+
+def _read_exactly(fd: int, n: int, offset: int, path) -> bytes:
+    """n bytes at offset: pread may return fewer (network file systems, signals), so read on."""
+    parts, got = [], 0
+    while got < n:
+        part = os.pread(fd, n - got, offset + got)
+        if not part:
+            raise OSError(f"{path}: ends {n - got} bytes early at offset {offset + got}")
+        parts.append(part)
+        got += len(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def write_stores(folder, chunks: Iterable[dict], dtypes: dict, meta: dict | None = None) -> dict[str, SliceStore]:
@@ -135,14 +157,28 @@ def cached_stores(folder, fingerprint: str, build) -> dict[str, SliceStore]:
     folder = Path(folder)
     done = folder / "complete.json"
     if done.exists():
-        record = json.loads(done.read_text())
-        if record.get("fingerprint") == fingerprint:
-            return {name: SliceStore(folder / f"{name}.bin") for name in record["stores"]}
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    names = build(folder)
-    with atomic_path(done) as tmp:
-        tmp.write_text(json.dumps({"fingerprint": fingerprint, "stores": list(names)}))
+        try:
+            record = json.loads(done.read_text())
+            if record.get("fingerprint") == fingerprint:
+                return {name: SliceStore(folder / f"{name}.bin") for name in record["stores"]}
+        except (ValueError, OSError) as exc:  # damaged: rebuilt below
+            log.warning("%s: %s; rebuilding it", folder, exc)
+    # Built in a fresh folder and renamed into place: what a killed build or a still-open file
+    # of an earlier attempt (NFS keeps .nfs* files of those) leaves behind never blocks a retry.
+    building = folder.with_name(f"{folder.name}.building-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    building.mkdir(parents=True)
+    try:
+        names = build(building)
+        (building / "complete.json").write_text(json.dumps({"fingerprint": fingerprint, "stores": list(names)}))
+        old = folder.with_name(f"{folder.name}.old-{uuid.uuid4().hex[:8]}")
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(building, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    for stale in folder.parent.glob(f"{glob.escape(folder.name)}.building-*"):  # of killed builds
+        shutil.rmtree(stale, ignore_errors=True)
     return {name: SliceStore(folder / f"{name}.bin") for name in names}
 
 

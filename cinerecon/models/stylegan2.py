@@ -50,7 +50,7 @@ from .config import PlainConfig
 from .checkpoints import load_model, save_weights
 from .resume import TrainingState, restore, snapshot
 from .slice_store import BatchPlan, batches
-from .runtime import Precision, seeded
+from .runtime import IntervalMeans, Precision, seeded
 from .train_seg import _logger
 
 GENERATOR_FORMAT = "cinerecon.stylegan2.generator/1"
@@ -529,12 +529,13 @@ def train_stylegan2(images, config: StyleGAN2Config, steps: int = 1000, batch_si
     run when due (G, D, G_ema, both optimisers, RNG, history) and resumes a killed one to
     the same weights as an uninterrupted run. ``precision`` fp32 or bf16 (autocast of every
     forward pass; fp16 is refused: the R1 and path-length gradients would need their own
-    loss scaling) and ``deterministic`` as in :mod:`cinerecon.models.runtime`. ``G``/``D`` continue training given networks (modified in place;
-    pass a ``Discriminator`` to keep it, e.g. for :func:`discriminator_features`);
-    new ones are built from ``config`` otherwise. ``history`` has one dict per step:
-    step, loss_G, loss_D, r1 (NaN on steps without R1), pl (NaN without path
-    length), seconds (since the start). ``log`` (a logging.Logger, a callable or
-    None) gets a line every ``log_every`` steps.
+    loss scaling) and ``deterministic`` as in :mod:`cinerecon.models.runtime`. ``G``/``D``
+    continue training given networks (modified in place; pass a ``Discriminator`` to keep
+    it, e.g. for :func:`discriminator_features`); new ones are built from ``config``
+    otherwise. ``history`` has a row every ``log_every`` steps (every step if 0) and at the
+    end: step, the means over the interval of loss_G, loss_D, r1 (over the steps with R1;
+    NaN if none), pl (likewise), seconds (since the start). ``log`` (a logging.Logger, a
+    callable or None) gets the same line.
     """
     device = torch.device(device)
     emit = _logger(log)
@@ -561,10 +562,11 @@ def train_stylegan2(images, config: StyleGAN2Config, steps: int = 1000, batch_si
         pl_mean = torch.zeros((), device=device)
         modules = {"G": G, "D": D, **({"G_ema": G_ema} if G_ema is not None else {})}
         optimizers = {"G": opt_G, "D": opt_D}
+        means = IntervalMeans(("loss_G", "loss_D", "r1", "pl"))
         start = 0
         saved = state.load() if state is not None else None
         if saved is not None:
-            extra = restore(saved, modules, optimizers)
+            extra = restore(saved, {**modules, "means": means}, optimizers)
             start, history, pl_mean = saved["step"], extra["history"], extra["pl_mean"].to(device)
         t0 = time.perf_counter()
         for step, (real,) in enumerate(batches(arr, plan, start, steps, workers), start=start + 1):
@@ -618,14 +620,15 @@ def train_stylegan2(images, config: StyleGAN2Config, steps: int = 1000, batch_si
                 cur_nimg = step * batch_size
                 ema_nimg = ema_nimg_full if ema_rampup is None else min(ema_nimg_full, cur_nimg * ema_rampup)
                 _ema_update(G_ema, G, 0.5 ** (batch_size / max(ema_nimg, 1e-8)))
-            row = {"step": step, "loss_G": loss_G.item(), "loss_D": loss_D.item(), "r1": r1, "pl": pl,
-                   "seconds": time.perf_counter() - t0}
-            history.append(row)
-            if log_every and (step % log_every == 0 or step == steps):
+            means.add(loss_G=loss_G.item(), loss_D=loss_D.item(), r1=r1, pl=pl)
+            if step % max(1, log_every) == 0 or step == steps:
+                row = {"step": step, **means.take(), "seconds": time.perf_counter() - t0}
+                history.append(row)
                 emit(f"step {step}/{steps} loss_G {row['loss_G']:.4f} loss_D {row['loss_D']:.4f} "
-                     f"r1 {r1:.4f} ({row['seconds']:.1f} s)")
+                     f"r1 {row['r1']:.4f} pl {row['pl']:.4f} ({row['seconds']:.1f} s)")
             if state is not None:
-                state.maybe_save(step, lambda: snapshot(step, modules, optimizers, history=history, pl_mean=pl_mean))
+                state.maybe_save(step, lambda: snapshot(step, {**modules, "means": means}, optimizers,
+                                                        history=history, pl_mean=pl_mean))
         G.requires_grad_(True)
         D.requires_grad_(True)
         out = G_ema if G_ema is not None else G
