@@ -117,7 +117,7 @@ def diffusion_config(settings: dict, crop_size: int, seg_model=None) -> Diffusio
     else:
         seg_size = crop_size if grid.resampled else image_size
         channels, factor = morphology_shape(seg_model, seg_size)
-        bottleneck = max(1, _round_up(seg_size, 1) // factor)
+        bottleneck = max(1, seg_size // factor)
         overrides["mor_channels"] = channels
         # relative to the denoiser's grid, as a power of 2 (z_mor is resized to the level it joins)
         overrides["mor_downsample"] = 2 ** max(0, int(math.floor(math.log2(max(1, image_size // bottleneck)))))

@@ -54,12 +54,6 @@ def subject_training_slices(subject: str, image_path, label_path, which_frames: 
     return slices_from_subject(image, lab, training_frames(subject, label_path, lab, affine, which_frames, stride))
 
 
-def load_training_set(pairs, which_frames: str, stride: int = 1):
-    """Stack (image, label) slices of several subjects in memory: pairs = [(subject, image, labels)]."""
-    sets = [subject_training_slices(*pair, which_frames, stride) for pair in pairs]
-    return np.concatenate([x for x, _ in sets]), np.concatenate([y for _, y in sets])
-
-
 def training_stores(job: TrainingJob, sets: dict, which_frames: str, stride: int = 1) -> dict:
     """{name}_images / {name}_labels stores of each set of pairs ({name: [(subject, image, labels)]}),
     written subject by subject into the job's data folder (once per fingerprint)."""
