@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from cinerecon.align.estimate import AlignSettings
 from cinerecon.align.files import align_labels, align_subject
 from cinerecon.baselines.files import reconstruct_subject
 from cinerecon.evaluate import (
@@ -149,7 +150,7 @@ def align_outputs(layout: Layout, s: Subject) -> list[Path]:
     return [files[k] for k in ("sa", "shifts", "report", *(("label_sa",) if s.labelled else ()))]
 
 
-def align_run(layout: Layout, s: Subject, method: str) -> None:
+def align_run(layout: Layout, s: Subject, method: str, sax_thickness_mm: float = 8.0) -> None:
     crop, out = layout.crop(s.id, s.labelled), layout.aligned(s.id)
     with_labels = method == "labels"
     if with_labels and not s.labelled:
@@ -160,7 +161,8 @@ def align_run(layout: Layout, s: Subject, method: str) -> None:
     align_subject(s.id, method, crop["sa"], {v: crop[v] for v in LAX_VIEWS},
                   {"sa": out["sa"], "shifts": out["shifts"], "report": out["report"]},
                   sax_label_path=crop["label_sa"] if with_labels else None,
-                  lax_label_paths={v: crop[f"label_{v}"] for v in LAX_VIEWS} if with_labels else None)
+                  lax_label_paths={v: crop[f"label_{v}"] for v in LAX_VIEWS} if with_labels else None,
+                  settings=AlignSettings(sax_thickness_mm=sax_thickness_mm))
     if s.labelled:
         align_labels(s.id, crop["label_sa"], out["shifts"], out["label_sa"])
 

@@ -17,6 +17,7 @@ rule align:
     params:
         shard=shard_job(),
         method=ALIGN["method"],
+        sax_thickness_mm=ALIGN["sax_thickness_mm"],
     conda:
         "../envs/cpu.yaml"
     script:

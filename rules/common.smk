@@ -154,7 +154,7 @@ LV_ON_LAX = [s for s in EVAL_SUBJECTS if "full" in LAX_OF[s].values()]
 HAS_TRUTH = COHORT["kind"] == "synthetic"
 
 
-ALIGN = {"method": "intensity", **config.get("align", {})}
+ALIGN = {"method": "intensity", "sax_thickness_mm": 8.0, **config.get("align", {})}
 
 
 # ---- segmentation network -----------------------------------------------------------------

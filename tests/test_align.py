@@ -4,8 +4,13 @@ import pandas as pd
 import pytest
 
 from cinerecon.align import apply_shifts, estimate_shifts
+from cinerecon.align.estimate import _slab_average
+from cinerecon.align.files import align_subject
 from cinerecon.align.lines import intersection_line, plane_intersection
+from cinerecon.align.region import heart_regions
 from cinerecon.io.subject import VIEWS
+from cinerecon.synth.cohort import generate_subject
+from cinerecon.synth.scanner import AcquisitionConfig
 
 LAX = [v for v in VIEWS if v != "sa"]
 
@@ -41,7 +46,8 @@ def shifted(synth_subject):
 @pytest.mark.parametrize("method, limit", [("intensity", 1.0), ("labels", 1.0)])
 def test_estimated_shifts_recover_truth(shifted, method, limit):
     d = shifted
-    est, warnings = estimate_shifts(method, d["sa"], d["affine"], d["laxes"], d["labels"], d["lax_labels"])
+    result = estimate_shifts(method, d["sa"], d["affine"], d["laxes"], d["labels"], d["lax_labels"])
+    est, warnings = result.shifts, result.warnings
     uncorrected = residual_rms(np.zeros_like(est), d["truth"], d["labels"])
     corrected = residual_rms(est, d["truth"], d["labels"])
     assert uncorrected > 1.5
@@ -53,23 +59,32 @@ def test_estimated_shifts_recover_truth(shifted, method, limit):
 def test_unshifted_stack_stays_put(unshifted_subject, method):
     # no worse than uncorrected: shifts that barely lower the mismatch are not applied
     d = subject_data(unshifted_subject)
-    est, warnings = estimate_shifts(method, d["sa"], d["affine"], d["laxes"], d["labels"], d["lax_labels"])
-    assert not est.any()
-    assert any("stack left as acquired" in w for w in warnings)
+    result = estimate_shifts(method, d["sa"], d["affine"], d["laxes"], d["labels"], d["lax_labels"])
+    assert not result.shifts.any()
+    assert any("stack left as acquired" in w for w in result.warnings)
+    assert set(result.confidence) == {"none"}
 
 
 def test_degrades_gracefully(shifted):
     d = shifted
-    none, warnings = estimate_shifts("intensity", d["sa"], d["affine"], {})
-    assert not none.any() and "no LAX view" in warnings[0]
-    one, warnings = estimate_shifts("intensity", d["sa"], d["affine"], {"la_4ch": d["laxes"]["la_4ch"]})
-    assert np.all(np.isfinite(one)) and np.abs(one).max() < 15
-    assert any("only one LAX view" in w for w in warnings)
+    none = estimate_shifts("intensity", d["sa"], d["affine"], {})
+    assert not none.shifts.any() and "no LAX view" in none.warnings[0]
+    one = estimate_shifts("intensity", d["sa"], d["affine"], {"la_4ch": d["laxes"]["la_4ch"]})
+    assert np.all(np.isfinite(one.shifts)) and np.abs(one.shifts).max() < 15
+    assert any("only one LAX view" in w for w in one.warnings)
     zeroed = d["sa"].copy()
     zeroed[:, :, 4] = 0
-    est, warnings = estimate_shifts("intensity", zeroed, d["affine"], d["laxes"])
-    assert any("slice 4 has no signal" in w for w in warnings)
-    assert np.all(np.isfinite(est))
+    result = estimate_shifts("intensity", zeroed, d["affine"], d["laxes"])
+    assert any("slice 4 has no signal" in w for w in result.warnings)
+    assert np.all(np.isfinite(result.shifts))
+    # no data: the slice takes the stack's prior centre and says so
+    assert result.confidence[4] == "prior"
+    others = [k for k, c in enumerate(result.confidence) if c in ("high", "medium")]
+    assert np.allclose(result.shifts[4], np.median(result.shifts[others], axis=0), atol=0.5)
+    still = np.repeat(d["sa"][..., :1], d["sa"].shape[3], axis=3)   # nothing moves: no heart region
+    result = estimate_shifts("intensity", still, d["affine"], d["laxes"])
+    assert any("nothing in the SAX cine moves" in w for w in result.warnings)
+    assert np.all(np.isfinite(result.shifts))
 
 
 def test_apply_shifts_moves_content():
@@ -96,3 +111,61 @@ def test_plane_intersection_line():
     assert plane_intersection(a, a.copy()) is None
     line = intersection_line(a, (20, 20), 0, b, (20, 20), "x")
     assert np.allclose(line.points[:, 0], 5) and np.allclose(line.points[:, 2], 0)
+
+
+def test_slab_average_is_a_box_across_the_slab():
+    # a step edge at x = 20 (1 mm pixels) seen through an 8 mm slab along x becomes a ramp
+    # 8 mm wide; along y nothing changes
+    step = np.zeros((40, 10, 1, 1))
+    step[20:] = 1.0
+    across_x = _slab_average(step, np.array([1.0, 0.0]), 8.0, 5)[:, 5, 0, 0]
+    assert np.allclose(across_x[:15], 0) and np.allclose(across_x[25:], 1)
+    assert np.all(np.diff(across_x) >= -1e-9)
+    assert 0.3 < across_x[19] < 0.5 < across_x[20] < 0.7      # centred on the edge
+    assert np.allclose(_slab_average(step, np.array([0.0, 1.0]), 8.0, 5), step)
+
+
+def test_heart_regions_follow_the_moving_slices():
+    # slices 0-3 hold a pulsating disc; 4 and 5 are still (an apical cap barely moves);
+    # a bright static block far from the disc is never part of the heart
+    rng = np.random.default_rng(0)
+    x, y = np.meshgrid(np.arange(64), np.arange(64), indexing="ij")
+    cine = rng.normal(100, 3, (64, 64, 8, 12))
+    for t in range(12):
+        radius = 8 + 3 * np.sin(2 * np.pi * t / 12)
+        cine[:, :, :4, t] += 400 * ((x - 20) ** 2 + (y - 20) ** 2 <= radius**2)[..., None]
+    cine[50:60, 50:60] += 500
+    regions = heart_regions(cine, (1.5, 1.5), margin_mm=9.0, reach=2)
+    for k in (0, 3, 4, 5):       # 4 and 5 borrow slice 3's region (within reach)
+        assert regions[20, 20, k] and not regions[55, 55, k]
+        # 11 px disc + 6 px (9 mm), give or take the smoothing of the motion map
+        assert regions[20, 20 + 11 + 5, k] and not regions[20, 20 + 11 + 10, k]
+    assert not regions[:, :, 6:].any()                  # nothing moves within reach
+
+
+@pytest.mark.parametrize("knobs", [
+    dict(n_frames=12),                                              # few frames
+    dict(lv_aspect_range=(2.0, 2.4), wall_range=(4.0, 6.0)),        # round, thin-walled hearts
+    dict(lax_shift_rms_mm=4.0, pixel_mm=1.5, sax_matrix=(128, 120)),  # shifted LAX views, finer pixels
+], ids=["12-frames", "round-thin-wall", "lax-shifted"])
+def test_alignment_holds_on_unfamiliar_data(tmp_path, knobs):
+    # known answer: the generator's true shifts; apical slices have small sections
+    acq = AcquisitionConfig(**{**dict(n_frames=20, sax_matrix=(112, 112), lax_matrix=(120, 120)), **knobs})
+    d = subject_data(generate_subject("S", 31, 2, tmp_path, acq))
+    result = estimate_shifts("intensity", d["sa"], d["affine"], d["laxes"])
+    heart = np.flatnonzero((d["labels"][..., 0] > 0).any(axis=(0, 1)))
+    r = (result.shifts - d["truth"])[heart]
+    r = np.sqrt(((r - r.mean(0)) ** 2).sum(1))
+    apical = r[2 * len(heart) // 3:]
+    assert np.sqrt((r**2).mean()) < 0.5 and np.sqrt((apical**2).mean()) < 1.0
+    assert np.all(result.sd_mm[heart] > 0) and np.all(np.isfinite(result.sd_mm))
+
+
+def test_shifts_table_carries_confidence(synth_subject, tmp_path):
+    outputs = {"sa": tmp_path / "sa.nii.gz", "shifts": tmp_path / "shifts.tsv", "report": tmp_path / "align.json"}
+    table = align_subject("SYN0003", "intensity", synth_subject["sa"], {v: synth_subject[v] for v in LAX}, outputs)
+    written = pd.read_csv(outputs["shifts"], sep="\t")
+    assert list(written.columns) == ["slice", "dx_mm", "dy_mm", "sd_mm", "confidence", "method"]
+    assert set(written.confidence) <= {"high", "medium", "low", "prior"}
+    assert (written.confidence == "high").sum() >= len(written) // 2
+    assert np.allclose(written[["dx_mm", "dy_mm"]], table[["dx_mm", "dy_mm"]])

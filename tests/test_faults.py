@@ -3,7 +3,6 @@ the unfinished subjects; a killed shard resumes; the same inputs give the same b
 
 import errno
 import gzip
-import os
 import signal
 import subprocess
 import sys

@@ -3,7 +3,6 @@ LAX label conventions at ingest and in evaluation, and the synthetic cohort's la
 
 import nibabel as nib
 import numpy as np
-import pandas as pd
 import pytest
 
 from cinerecon.io.nifti import InputError, load_nifti, save_nifti

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
 
 from cinerecon.align.estimate import AlignmentProblem, AlignSettings, frame_subset
+from cinerecon.align.region import heart_regions
 from cinerecon.labels import LVC, LVM, RVC
 from cinerecon.phenotypes import ed_es_frames
 
@@ -26,10 +28,37 @@ def _phase_frames(frames: np.ndarray, n_source: int, n_target: int) -> np.ndarra
     return (np.round(frames * n_target / n_source).astype(int)) % n_target
 
 
+@dataclass
+class SliceShifts:
+    """Per-slice shifts (Z, 2) mm along the SAX i, j axes, how well each is known, warnings.
+
+    sd_mm: the estimate's standard deviation along its worst direction (NaN where nothing
+    was estimated); confidence: high (sd <= 0.5 mm), medium (<= 1 mm), low (the data
+    barely determine it, so it leans on the stack's prior), prior (no data reach the
+    slice: the stack's median shift), none (not estimated: method none, no LAX view, or
+    the stack left as acquired).
+    """
+
+    shifts: np.ndarray
+    sd_mm: np.ndarray
+    confidence: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+    @classmethod
+    def unestimated(cls, n_slices: int, warnings: list[str]) -> "SliceShifts":
+        return cls(np.zeros((n_slices, 2)), np.full(n_slices, np.nan), ["none"] * n_slices, warnings)
+
+
+def confidence_level(sd_mm: float, has_data: bool = True) -> str:
+    if not has_data:
+        return "prior"
+    return "high" if sd_mm <= 0.5 else "medium" if sd_mm <= 1.0 else "low"
+
+
 def estimate_shifts(method: str, sax: np.ndarray, sax_affine: np.ndarray, laxes: dict,
                     sax_labels: np.ndarray | None = None, lax_labels: dict | None = None,
-                    settings: AlignSettings | None = None, frames=None) -> tuple[np.ndarray, list[str]]:
-    """Per-slice shifts (Z, 2) in mm along the SAX i, j axes, and warnings.
+                    settings: AlignSettings | None = None, frames=None) -> SliceShifts:
+    """Per-slice shifts of a SAX stack against its LAX views, with their uncertainty.
 
     laxes: {view: (cine (X, Y, 1, T), affine)}; lax_labels: {view: labels (X, Y, 1, T)}.
     A slice that truly moved by d is corrected by resampling it at p + d (apply_shifts).
@@ -37,12 +66,11 @@ def estimate_shifts(method: str, sax: np.ndarray, sax_affine: np.ndarray, laxes:
     settings = settings or AlignSettings()
     n_slices, n_frames = sax.shape[2], sax.shape[3]
     warnings: list[str] = []
-    zeros = np.zeros((n_slices, 2))
     if method == "none":
-        return zeros, warnings
+        return SliceShifts.unestimated(n_slices, warnings)
     if not laxes:
         warnings.append("no LAX view available: SAX slices left uncorrected")
-        return zeros, warnings
+        return SliceShifts.unestimated(n_slices, warnings)
     if len(laxes) == 1:
         warnings.append(f"only one LAX view ({next(iter(laxes))}): each slice is constrained "
                         "along one direction only; the other is held by the prior")
@@ -62,23 +90,32 @@ def estimate_shifts(method: str, sax: np.ndarray, sax_affine: np.ndarray, laxes:
                       laxes[v][1]) for v in laxes if v in lax_labels}
     else:
         raise ValueError(f"unknown alignment method {method!r}")
-    problem = AlignmentProblem(sax_ch, sax_affine, lax_ch, method, settings)
+    regions = None
+    if method == "intensity" and settings.heart_margin_mm is not None:
+        regions = heart_regions(sax, np.linalg.norm(sax_affine[:3, :2], axis=0), settings.heart_margin_mm)
+        if not regions.any():
+            warnings.append("nothing in the SAX cine moves above the noise: profiles compared over "
+                            f"{settings.radius_mm:.0f} mm around the stack centre, not just the heart")
+            regions = None
+    problem = AlignmentProblem(sax_ch, sax_affine, lax_ch, method, settings, regions)
     for k in range(n_slices):
         if problem.flat[k]:
-            warnings.append(f"SAX slice {k} has no signal: shift set to 0")
+            warnings.append(f"SAX slice {k} has no signal: shift set to the stack's median")
         elif not problem.lines[k]:
             warnings.append(f"SAX slice {k} meets no LAX view inside the heart region: "
-                            "shift held by the prior")
-    shifts = problem.solve()
+                            "shift set to the stack's median")
+    shifts, sd, has_data = problem.with_prior(problem.solve())
     gain = problem.relative_gain(shifts)
     if gain < settings.min_relative_gain:
         # fitting noise would only add jitter to a stack that is already aligned
         warnings.append(f"estimated shifts lower the mismatch by only {100 * gain:.1f}% "
                         f"(< {100 * settings.min_relative_gain:.0f}%): stack left as acquired")
-        shifts = zeros
+        result = SliceShifts.unestimated(n_slices, warnings)
+    else:
+        result = SliceShifts(shifts, sd, [confidence_level(x, h) for x, h in zip(sd, has_data)], warnings)
     for w in warnings:
         log.warning(w)
-    return shifts, warnings
+    return result
 
 
 def apply_shifts(stack: np.ndarray, shifts_mm: np.ndarray, spacing_xy, labels: bool = False) -> np.ndarray:

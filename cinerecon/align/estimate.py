@@ -9,10 +9,13 @@ The shifts minimise, jointly over all slices,
     + prior * sum_k |d_k|^2 / sigma^2 + drift * |mean_k d_k|^2 / sigma^2
 
 with profiles over several cine frames. `intensity` compares z-scored image profiles
-under a Huber loss (robust to contrast and bias differences, label-free);
+under a Huber loss (robust to contrast and bias differences, label-free), each image
+averaged over the other's slab (a SAX pixel holds 8 mm of anatomy along the long axis, a
+LAX pixel 6 mm across its plane) and only near the moving heart (cinerecon.align.region);
 `labels` compares smoothed one-hot LV/RV label profiles by squared error (usable with
 manual or predicted segmentations). A coarse grid search per slice (which avoids local
-minima) is refined by L-BFGS on cubic-spline-interpolated images.
+minima) is refined by L-BFGS on cubic-spline-interpolated images; each slice's estimate
+is then weighed against the stack's prior by its uncertainty (`with_prior`).
 """
 
 from __future__ import annotations
@@ -46,6 +49,15 @@ class AlignSettings:
     # A stack is left as acquired unless its shifts lower the data cost by this fraction
     # (measured: unshifted stacks gain 2-4 %, stacks with 3 mm RMS shifts gain 120-180 %).
     min_relative_gain: float = 0.15
+    # Slab model: each image is compared with the other averaged over its own slab.
+    sax_thickness_mm: float = 8.0   # UK Biobank SAX: 8 mm slices every 10 mm
+    slab_samples: int = 5
+    heart_margin_mm: float | None = 10.0  # compare profiles only this close to moving pixels
+    # Per-slice uncertainty: a Laplace approximation of the data cost, scaled by this factor
+    # (calibrated on the benchmark so that estimated and actual errors agree in RMS).
+    noise_scale: float = 5.0
+    sd_floor_mm: float = 0.15        # what the profiles cannot resolve (interpolation, model)
+    min_prior_sd_mm: float = 1.0     # floor of the stack's own shift spread (the prior)
 
 
 def huber(r: np.ndarray, delta: float = HUBER_DELTA) -> np.ndarray:
@@ -71,7 +83,7 @@ class AlignmentProblem:
     """
 
     def __init__(self, sax: np.ndarray, sax_affine: np.ndarray, laxes: dict, loss: str,
-                 settings: AlignSettings | None = None):
+                 settings: AlignSettings | None = None, regions: np.ndarray | None = None):
         if loss not in ("intensity", "labels"):
             raise ValueError(f"unknown alignment loss {loss!r}")
         self.loss, self.s = loss, settings or AlignSettings()
@@ -82,17 +94,27 @@ class AlignmentProblem:
         self.views = list(laxes)
         self.lines: list[list[Line]] = [[] for _ in range(self.n_slices)]
         self.lax_coeffs, self.lax_step = [], []
+        self.sax_coeffs = []   # [view][slice]
+        # Images average anatomy over their slab; label maps are drawn on the centre plane.
+        samples = self.s.slab_samples if loss == "intensity" else 1
         for vi, (view, (lax, lax_affine)) in enumerate(laxes.items()):
-            self.lax_coeffs.append(_spline(lax))
-            self.lax_step.append(_lax_steps(lax_affine, normal))
+            steps = _lax_steps(lax_affine, normal)
+            self.lax_step.append(steps)
+            self.lax_coeffs.append(_spline(_slab_average(lax, steps[0] / _height_per_mm(lax_affine, normal),
+                                                         self.s.sax_thickness_mm, samples)))
+            across = _across_steps(sax_affine, lax_affine)
+            lax_thickness = float(np.linalg.norm(lax_affine[:3, 2]))
+            self.sax_coeffs.append([_spline(_slab_average(sax[:, :, k], across, lax_thickness, samples))
+                                    for k in range(self.n_slices)])
             for k in range(self.n_slices):
                 line = intersection_line(sax_affine, sax.shape[:2], k, lax_affine, lax.shape[:2],
                                          view, centre, self.s.radius_mm)
+                if line is not None and regions is not None:
+                    line = line.within(regions[:, :, k])
                 if line is None or _sample_coeffs(self.lax_coeffs[vi], line.lax_pixels[None]).std() < 1e-6:
                     continue  # no overlap, or a flat LAX line that carries no information
                 line.view_index = vi
                 self.lines[k].append(line)
-        self.coeffs = [_spline(sax[:, :, k]) for k in range(self.n_slices)]
         self.flat = [not np.any(sax[:, :, k].std(axis=(0, 1)) > 1e-6) for k in range(self.n_slices)]
         self.lax_offsets = np.zeros((len(self.views), 2))
 
@@ -102,7 +124,7 @@ class AlignmentProblem:
         lax_offset = np.broadcast_to(np.asarray(lax_offset, dtype=float), (len(shifts_mm), 2))
         sax_px = line.sax_pixels[None] + (shifts_mm / self.spacing)[:, None]
         lax_px = line.lax_pixels[None] + (lax_offset @ self.lax_step[line.view_index])[:, None]
-        sax_profile = _sample_coeffs(self.coeffs[k], sax_px)                       # (F, C, G, P)
+        sax_profile = _sample_coeffs(self.sax_coeffs[line.view_index][k], sax_px)                       # (F, C, G, P)
         lax_profile = _sample_coeffs(self.lax_coeffs[line.view_index], lax_px)
         if self.loss == "intensity":
             r = _zscore(sax_profile, (0, 3)) - _zscore(lax_profile, (0, 3))
@@ -197,6 +219,59 @@ class AlignmentProblem:
         at_zero = sum(self.slice_cost(k, np.zeros(2))[0] for k in ks)
         return float((at_zero - at_shifts) / max(at_shifts, 1e-12))
 
+    def slice_covariance(self, k: int, d: np.ndarray, h: float = 0.5) -> np.ndarray:
+        """(2, 2) covariance (mm^2) of slice k's shift from its data alone, at estimate d.
+
+        Laplace approximation: the inverse curvature of the data cost, scaled by the cost
+        left at d (the residual level) over the number of line points that carry it. A
+        flat or tiny heart section gives a large covariance, in the direction it is flat.
+        """
+        if k not in self.informative():
+            return np.diag([np.inf, np.inf])
+        stencil = h * np.array([[0, 0], [1, 0], [-1, 0], [0, 1], [0, -1], [1, 1], [1, -1], [-1, 1], [-1, -1]])
+        c = self.slice_cost(k, d + stencil)
+        hxx = (c[1] - 2 * c[0] + c[2]) / h**2
+        hyy = (c[3] - 2 * c[0] + c[4]) / h**2
+        hxy = (c[5] - c[6] - c[7] + c[8]) / (4 * h**2)
+        curvature = np.array([[hxx, hxy], [hxy, hyy]])
+        values, vectors = np.linalg.eigh(curvature)
+        values = np.maximum(values, 1e-9)   # a direction with no curvature is unknown
+        n_points = sum(len(line.points) for line in self.lines[k])
+        scale = self.s.noise_scale * max(c[0], 1e-9) / max(n_points, 1)
+        return scale * (vectors / values) @ vectors.T + self.s.sd_floor_mm**2 * np.eye(2)
+
+    def with_prior(self, shifts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Combine each slice's data estimate with the stack's prior; (shifts, sd_mm,
+        whether data reached the slice).
+
+        The prior is a Gaussian around the stack's median estimate (which carries the LAX
+        views' common displacement) with the spread of the well-determined slices. A slice
+        the data determine well keeps its estimate; a poorly determined one (a tiny apical
+        section, a slice no LAX view reaches) moves towards the median instead of trusting
+        a minimum the data barely prefer.
+        """
+        n = self.n_slices
+        covs = np.stack([self.slice_covariance(k, shifts[k]) for k in range(n)])
+        sd_data = np.sqrt(np.array([np.linalg.eigvalsh(c).max() if np.isfinite(c).all() else np.inf
+                                    for c in covs]))
+        good = sd_data <= 1.0
+        pool = good if good.any() else np.isfinite(sd_data)
+        if not pool.any():
+            return shifts, np.full(n, np.inf), np.zeros(n, dtype=bool)
+        centre = np.median(shifts[pool], axis=0)
+        spread = np.sqrt(((shifts[pool] - centre) ** 2).sum(1).mean() / 2) if pool.sum() > 2 else 0.0
+        prior_precision = np.eye(2) / max(spread, self.s.min_prior_sd_mm) ** 2
+        out, sd = np.empty_like(shifts), np.empty(n)
+        for k in range(n):
+            if not np.isfinite(sd_data[k]):
+                out[k], sd[k] = centre, 1 / np.sqrt(prior_precision[0, 0])
+                continue
+            data_precision = np.linalg.inv(covs[k])
+            post = np.linalg.inv(data_precision + prior_precision)
+            out[k] = centre + post @ data_precision @ (shifts[k] - centre)
+            sd[k] = np.sqrt(np.linalg.eigvalsh(post).max())
+        return out, sd, np.isfinite(sd_data)
+
     def solve(self) -> np.ndarray:
         """Grid search, LAX offsets, then a consensus grid search and joint refinement.
 
@@ -225,6 +300,37 @@ def _lax_steps(lax_affine: np.ndarray, sax_normal: np.ndarray) -> np.ndarray:
     a /= max(np.linalg.norm(a), 1e-9)
     b = np.array([-a[1], a[0]])
     return np.stack([a, b]) / np.linalg.norm(lax_affine[:3, :2], axis=0)
+
+
+def _height_per_mm(lax_affine: np.ndarray, sax_normal: np.ndarray) -> float:
+    """Change of height along the SAX normal per mm along the LAX direction closest to it."""
+    u = lax_affine[:3, 0] / np.linalg.norm(lax_affine[:3, 0])
+    v = lax_affine[:3, 1] / np.linalg.norm(lax_affine[:3, 1])
+    return max(float(np.hypot(sax_normal @ u, sax_normal @ v)), 0.2)
+
+
+def _across_steps(sax_affine: np.ndarray, lax_affine: np.ndarray) -> np.ndarray:
+    """SAX pixel steps per mm through the LAX slab: along the LAX normal projected on the
+    SAX plane, scaled so one mm in the SAX plane is one mm through the LAX slab."""
+    n_lax = lax_affine[:3, 2] / np.linalg.norm(lax_affine[:3, 2])
+    i = sax_affine[:3, 0] / np.linalg.norm(sax_affine[:3, 0])
+    j = sax_affine[:3, 1] / np.linalg.norm(sax_affine[:3, 1])
+    p = np.array([n_lax @ i, n_lax @ j])
+    norm = max(float(np.linalg.norm(p)), 0.2)
+    return p / norm**2 / np.linalg.norm(sax_affine[:3, :2], axis=0)
+
+
+def _slab_average(array: np.ndarray, step_px: np.ndarray, thickness_mm: float, samples: int) -> np.ndarray:
+    """(X, Y, F, C) image averaged over p + t * step_px for t across a slab (mm): what the
+    other image, whose slab this is, sees at p."""
+    if samples <= 1 or thickness_mm <= 0:
+        return array.astype(np.float64)
+    offsets = thickness_mm * ((np.arange(samples) + 0.5) / samples - 0.5)
+    out = np.zeros(array.shape)
+    for t in offsets:
+        shift = (t * step_px[0], t * step_px[1]) + (0,) * (array.ndim - 2)
+        out += ndimage.shift(array.astype(np.float64), shift, order=1, mode="nearest")
+    return out / samples
 
 
 def _spline(array: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from cinerecon.align.correct import apply_shifts, estimate_shifts
+from cinerecon.align.estimate import AlignSettings
 from cinerecon.io.files import write_json, write_tsv
 from cinerecon.io.nifti import frame_interval, load_nifti, save_nifti
 
@@ -16,7 +17,7 @@ log = logging.getLogger(__name__)
 
 def align_subject(subject: str, method: str, sax_path, lax_paths: dict, outputs: dict,
                   sax_label_path=None, lax_label_paths: dict | None = None,
-                  exclude_views=()) -> pd.DataFrame:
+                  exclude_views=(), settings: AlignSettings | None = None) -> pd.DataFrame:
     """Estimate per-slice shifts, write the corrected SAX cine, shifts.tsv and a report.
 
     outputs: {"sa": path, "shifts": path, "report": path}. LAX views listed in
@@ -27,15 +28,19 @@ def align_subject(subject: str, method: str, sax_path, lax_paths: dict, outputs:
     sax_labels = load_nifti(sax_label_path, subject)[0] if sax_label_path else None
     lax_labels = ({v: load_nifti(p, subject)[0] for v, p in lax_label_paths.items() if v in laxes}
                   if lax_label_paths else None)
-    shifts, warnings = estimate_shifts(method, sax, affine, laxes, sax_labels, lax_labels)
+    result = estimate_shifts(method, sax, affine, laxes, sax_labels, lax_labels, settings)
+    shifts = result.shifts
     spacing = np.linalg.norm(affine[:3, :2], axis=0)
     save_nifti(outputs["sa"], apply_shifts(sax, shifts, spacing), affine, frame_interval(header))
     table = pd.DataFrame({"slice": np.arange(len(shifts)), "dx_mm": shifts[:, 0],
-                          "dy_mm": shifts[:, 1], "method": method})
+                          "dy_mm": shifts[:, 1], "sd_mm": result.sd_mm.round(3),
+                          "confidence": result.confidence, "method": method})
     write_tsv(outputs["shifts"], table)
     write_json(outputs["report"], {"subject": subject, "method": method, "views": sorted(laxes),
-                                   "warnings": warnings,
-                                   "rms_shift_mm": float(np.sqrt((shifts**2).sum(1).mean()))})
+                                   "warnings": result.warnings,
+                                   "rms_shift_mm": float(np.sqrt((shifts**2).sum(1).mean())),
+                                   "uncertain_slices": [int(k) for k, c in enumerate(result.confidence)
+                                                        if c in ("low", "prior")]})
     return table
 
 

@@ -20,6 +20,15 @@ class Line:
     lax_pixels: np.ndarray   # (P, 2) fractional (i, j) pixel positions in the LAX view
     direction: np.ndarray    # (3,) unit vector along the line
 
+    def within(self, mask: np.ndarray, min_points: int = 8) -> "Line | None":
+        """The part of the line whose SAX pixels fall inside a (X, Y) mask; None if too short."""
+        px = np.clip(np.round(self.sax_pixels).astype(int), 0, np.asarray(mask.shape) - 1)
+        keep = mask[px[:, 0], px[:, 1]]
+        if keep.sum() < min_points:
+            return None
+        return Line(self.slice_index, self.view, self.points[keep], self.sax_pixels[keep],
+                    self.lax_pixels[keep], self.direction)
+
 
 def plane_intersection(affine_a: np.ndarray, affine_b: np.ndarray):
     """(point, unit direction) of the line shared by two slice planes; None if parallel."""

@@ -172,7 +172,8 @@ def generate_subject(subject: str, cohort_seed: int, index: int, out_dir,
     label_views = set(label_plan.label_views())
     out = Path(out_dir)
     anatomy_rng = subject_rng(cohort_seed, index, 0)
-    params = H.sample_params(anatomy_rng, acq.n_frames, acq.impaired_fraction)
+    params = H.sample_params(anatomy_rng, acq.n_frames, acq.impaired_fraction, acq.lv_edv_range,
+                             acq.lv_aspect_range, acq.wall_range)
     model = H.HeartModel(params)
     plan_rng = subject_rng(cohort_seed, index, 1)
     body = S.Body(plan_rng, model.centre_world())

@@ -79,12 +79,17 @@ def _smoothstep(x):
 
 
 def sample_params(rng: np.random.Generator, n_frames: int = 50,
-                  impaired_fraction: float = 0.2) -> HeartParams:
-    """Draw a plausible UK-Biobank-like heart (population variation, some impaired)."""
+                  impaired_fraction: float = 0.2, lv_edv_range=(100, 200), lv_aspect_range=(2.8, 3.5),
+                  wall_range=(6, 12)) -> HeartParams:
+    """Draw a plausible UK-Biobank-like heart (population variation, some impaired).
+
+    The ranges (ED volume in mL, length/radius, wall in mm) widen or move the population,
+    e.g. rounder or thinner-walled hearts than the default's.
+    """
     impaired = rng.random() < impaired_fraction
     lv_ef = rng.uniform(25, 40) if impaired else rng.uniform(50, 70)
-    lv_edv = rng.uniform(100, 200) * (1.1 if impaired else 1.0)
-    aspect = rng.uniform(2.8, 3.5)
+    lv_edv = rng.uniform(*lv_edv_range) * (1.1 if impaired else 1.0)
+    aspect = rng.uniform(*lv_aspect_range)
     r = (lv_edv * 1000 / (HALF_ELLIPSOID * aspect)) ** (1 / 3)
     length = aspect * r
     descent = length * (rng.uniform(0.04, 0.08) if impaired else rng.uniform(0.11, 0.16))
@@ -100,7 +105,7 @@ def sample_params(rng: np.random.Generator, n_frames: int = 50,
     return HeartParams(
         lv_edv_ml=float(lv_edv),
         lv_aspect=float(aspect),
-        wall_mm=float(rng.uniform(6, 12)),
+        wall_mm=float(rng.uniform(*wall_range)),
         lv_ef=float(lv_ef),
         base_descent_mm=float(descent),
         rv_scale=float(rng.uniform(0.75, 0.95)),

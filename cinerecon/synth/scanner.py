@@ -37,12 +37,16 @@ class AcquisitionConfig:
     bias_strength: float = 0.15
     max_tilt_deg: float = 4.0
     truth_spacing_mm: float = 1.0
+    # The population the hearts are drawn from (see heart.sample_params).
     impaired_fraction: float = 0.2
+    lv_edv_range: tuple = (100.0, 200.0)
+    lv_aspect_range: tuple = (2.8, 3.5)
+    wall_range: tuple = (6.0, 12.0)
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "AcquisitionConfig":
         d = dict(d or {})
-        for key in ("sax_matrix", "lax_matrix"):
+        for key in ("sax_matrix", "lax_matrix", "lv_edv_range", "lv_aspect_range", "wall_range"):
             if key in d:
                 d[key] = tuple(d[key])
         unknown = set(d) - set(cls.__dataclass_fields__)
