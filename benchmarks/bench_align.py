@@ -9,7 +9,8 @@ per-slice shift over the slices that cut the heart (LV or RV labelled at ED), af
 removing the common offset no method can see; RMS in mm, also per slice position (the
 heart's slices in thirds: basal, mid, apical). Also printed: the residual with each LAX
 view held out (`--held-out`), the label-based estimator (`--labels`), the RMS of
-actual over estimated error (`sd calibration`, 1 when the per-slice sd_mm is right),
+actual over expected error (`sd calibration`: RMS of error / (sqrt(2) sd_mm), 1 when
+the per-slice sd_mm is right, below 1 when it is cautious),
 and unshifted stacks (left as acquired?). The estimator is told each condition's SAX slice
 thickness, as `align.sax_thickness_mm` tells it in a run.
 """
@@ -131,7 +132,8 @@ def main():
     summary = []
     for (name, method, views), g in shifted.groupby(["condition", "method", "views"], sort=False):
         per_subject = g.groupby("subject").error_mm.apply(rms)
-        z = (g.error_mm / g.sd_mm).dropna()
+        # error_mm is a 2D length, sd_mm a per-axis sd: sqrt(2) sd is its expected RMS
+        z = (g.error_mm / (np.sqrt(2) * g.sd_mm)).dropna()
         summary.append({"condition": name, "method": method, "views": views, "overall": rms(g.error_mm),
                         **{p: rms(g.error_mm[g.position == p]) for p in ("basal", "mid", "apical")},
                         "worst subject": per_subject.max(), "sd calibration": rms(z) if len(z) else np.nan,

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from cinerecon.align import apply_shifts, estimate_shifts
-from cinerecon.align.estimate import _slab_average
+from cinerecon.align.estimate import _slab_average, _slab_steps
 from cinerecon.align.files import align_subject
 from cinerecon.align.lines import intersection_line, plane_intersection
 from cinerecon.align.region import heart_regions
@@ -123,6 +123,19 @@ def test_slab_average_is_a_box_across_the_slab():
     assert np.all(np.diff(across_x) >= -1e-9)
     assert 0.3 < across_x[19] < 0.5 < across_x[20] < 0.7      # centred on the edge
     assert np.allclose(_slab_average(step, np.array([0.0, 1.0]), 8.0, 5), step)
+
+
+def test_slab_steps_project_the_other_normal():
+    sax = np.diag([1.8, 1.8, 10.0, 1.0])                       # normal +z, 1.8 mm pixels
+    lax = np.eye(4)
+    lax[:3, 0], lax[:3, 1], lax[:3, 2] = [1.5, 0, 0], [0, 0, 1.5], [0, -6, 0]   # the x-z plane
+    assert np.allclose(_slab_steps(sax, lax), [0, 1 / 1.5])    # SAX slab runs along the LAX j axis
+    assert np.allclose(_slab_steps(lax, sax), [0, -1 / 1.8])   # LAX normal i x j = -y
+    tilted = sax.copy()                                        # a SAX plane tilted 30 deg about x
+    c, s_ = np.cos(np.pi / 6), np.sin(np.pi / 6)
+    tilted[:3, 1], tilted[:3, 2] = 1.8 * np.array([0, c, s_]), 10 * np.array([0, -s_, c])
+    # a column 1 mm along the tilted normal projects to cos(30 deg) mm on the LAX plane
+    assert np.isclose(np.linalg.norm(_slab_steps(tilted, lax) * 1.5), c)
 
 
 def test_heart_regions_follow_the_moving_slices():

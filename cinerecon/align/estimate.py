@@ -27,10 +27,12 @@ import numpy as np
 from scipy import ndimage, optimize
 
 from cinerecon.align.lines import Line, intersection_line, stack_centre
+from cinerecon.geometry.affine import in_plane_axes, plane_normal
 
 log = logging.getLogger(__name__)
 
 HUBER_DELTA = 1.0
+LAX_THICKNESS_MM = 6.0
 
 
 @dataclass
@@ -52,12 +54,16 @@ class AlignSettings:
     # Slab model: each image is compared with the other averaged over its own slab.
     sax_thickness_mm: float = 8.0   # UK Biobank SAX: 8 mm slices every 10 mm
     slab_samples: int = 5
-    heart_margin_mm: float | None = 10.0  # compare profiles only this close to moving pixels
-    # Per-slice uncertainty: a Laplace approximation of the data cost, scaled by this factor
-    # (calibrated on the benchmark so that estimated and actual errors agree in RMS).
-    noise_scale: float = 5.0
-    sd_floor_mm: float = 0.15        # what the profiles cannot resolve (interpolation, model)
+    # Compare profiles only this close to moving pixels; larger than the breath-hold shifts
+    # (the region is found in the slice as acquired, the profiles are sampled shifted).
+    heart_margin_mm: float | None = 10.0
+    # Per-slice uncertainty: a Laplace approximation of the data cost times noise_scale,
+    # plus a floor (interpolation, model error); calibrated on benchmarks/bench_align.py so
+    # that the RMS of per-axis error / sd_mm is ~1 at basal, mid and apical slices alike.
+    noise_scale: float = 3.0
+    sd_floor_mm: float = 0.05
     min_prior_sd_mm: float = 1.0     # floor of the stack's own shift spread (the prior)
+    well_determined_sd_mm: float = 1.0  # slices this well known set the prior's centre and spread
 
 
 def huber(r: np.ndarray, delta: float = HUBER_DELTA) -> np.ndarray:
@@ -100,11 +106,10 @@ class AlignmentProblem:
         for vi, (view, (lax, lax_affine)) in enumerate(laxes.items()):
             steps = _lax_steps(lax_affine, normal)
             self.lax_step.append(steps)
-            self.lax_coeffs.append(_spline(_slab_average(lax, steps[0] / _height_per_mm(lax_affine, normal),
+            self.lax_coeffs.append(_spline(_slab_average(lax, _slab_steps(sax_affine, lax_affine),
                                                          self.s.sax_thickness_mm, samples)))
-            across = _across_steps(sax_affine, lax_affine)
-            lax_thickness = float(np.linalg.norm(lax_affine[:3, 2]))
-            self.sax_coeffs.append([_spline(_slab_average(sax[:, :, k], across, lax_thickness, samples))
+            across = _slab_steps(lax_affine, sax_affine)
+            self.sax_coeffs.append([_spline(_slab_average(sax[:, :, k], across, lax_slab_mm(lax_affine), samples))
                                     for k in range(self.n_slices)])
             for k in range(self.n_slices):
                 line = intersection_line(sax_affine, sax.shape[:2], k, lax_affine, lax.shape[:2],
@@ -254,12 +259,14 @@ class AlignmentProblem:
         covs = np.stack([self.slice_covariance(k, shifts[k]) for k in range(n)])
         sd_data = np.sqrt(np.array([np.linalg.eigvalsh(c).max() if np.isfinite(c).all() else np.inf
                                     for c in covs]))
-        good = sd_data <= 1.0
+        good = sd_data <= self.s.well_determined_sd_mm
         pool = good if good.any() else np.isfinite(sd_data)
         if not pool.any():
-            return shifts, np.full(n, np.inf), np.zeros(n, dtype=bool)
+            return shifts, np.full(n, np.nan), np.zeros(n, dtype=bool)
         centre = np.median(shifts[pool], axis=0)
-        spread = np.sqrt(((shifts[pool] - centre) ** 2).sum(1).mean() / 2) if pool.sum() > 2 else 0.0
+        # too few slices to measure the stack's spread: a wide prior, not a tight one
+        spread = (np.sqrt(((shifts[pool] - centre) ** 2).sum(1).mean() / 2) if pool.sum() > 2
+                  else self.s.sigma_mm)
         prior_precision = np.eye(2) / max(spread, self.s.min_prior_sd_mm) ** 2
         out, sd = np.empty_like(shifts), np.empty(n)
         for k in range(n):
@@ -302,22 +309,24 @@ def _lax_steps(lax_affine: np.ndarray, sax_normal: np.ndarray) -> np.ndarray:
     return np.stack([a, b]) / np.linalg.norm(lax_affine[:3, :2], axis=0)
 
 
-def _height_per_mm(lax_affine: np.ndarray, sax_normal: np.ndarray) -> float:
-    """Change of height along the SAX normal per mm along the LAX direction closest to it."""
-    u = lax_affine[:3, 0] / np.linalg.norm(lax_affine[:3, 0])
-    v = lax_affine[:3, 1] / np.linalg.norm(lax_affine[:3, 1])
-    return max(float(np.hypot(sax_normal @ u, sax_normal @ v)), 0.2)
+def _slab_steps(slab_affine: np.ndarray, image_affine: np.ndarray) -> np.ndarray:
+    """Pixel steps in the image plane per mm through another image's slab.
+
+    A point r mm along the slab image's normal projects onto the image plane at
+    r * (the normal's in-plane part): the column one pixel of the slab image averages
+    lands on that segment of this image (shorter than the slab when the planes tilt).
+    """
+    normal = plane_normal(slab_affine)
+    i, j = in_plane_axes(image_affine)
+    return np.array([normal @ i, normal @ j]) / np.linalg.norm(image_affine[:3, :2], axis=0)
 
 
-def _across_steps(sax_affine: np.ndarray, lax_affine: np.ndarray) -> np.ndarray:
-    """SAX pixel steps per mm through the LAX slab: along the LAX normal projected on the
-    SAX plane, scaled so one mm in the SAX plane is one mm through the LAX slab."""
-    n_lax = lax_affine[:3, 2] / np.linalg.norm(lax_affine[:3, 2])
-    i = sax_affine[:3, 0] / np.linalg.norm(sax_affine[:3, 0])
-    j = sax_affine[:3, 1] / np.linalg.norm(sax_affine[:3, 1])
-    p = np.array([n_lax @ i, n_lax @ j])
-    norm = max(float(np.linalg.norm(p)), 0.2)
-    return p / norm**2 / np.linalg.norm(sax_affine[:3, :2], axis=0)
+def lax_slab_mm(lax_affine: np.ndarray) -> float:
+    """A LAX view's slice thickness: the length of its affine's third column (ingest
+    writes the thickness there); UK Biobank's 6 mm where a converter wrote something
+    implausible for one slice."""
+    length = float(np.linalg.norm(lax_affine[:3, 2]))
+    return length if 1.0 <= length <= 15.0 else LAX_THICKNESS_MM
 
 
 def _slab_average(array: np.ndarray, step_px: np.ndarray, thickness_mm: float, samples: int) -> np.ndarray:
