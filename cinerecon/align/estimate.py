@@ -108,9 +108,12 @@ class AlignmentProblem:
             self.lax_step.append(steps)
             self.lax_coeffs.append(_spline(_slab_average(lax, _slab_steps(sax_affine, lax_affine),
                                                          self.s.sax_thickness_mm, samples)))
-            across = _slab_steps(lax_affine, sax_affine)
-            self.sax_coeffs.append([_spline(_slab_average(sax[:, :, k], across, lax_slab_mm(lax_affine), samples))
-                                    for k in range(self.n_slices)])
+            if samples > 1 or not self.sax_coeffs:
+                across = _slab_steps(lax_affine, sax_affine)
+                self.sax_coeffs.append([_spline(_slab_average(sax[:, :, k], across, lax_slab_mm(lax_affine),
+                                                              samples)) for k in range(self.n_slices)])
+            else:   # no slab: every view reads the same SAX coefficients
+                self.sax_coeffs.append(self.sax_coeffs[0])
             for k in range(self.n_slices):
                 line = intersection_line(sax_affine, sax.shape[:2], k, lax_affine, lax.shape[:2],
                                          view, centre, self.s.radius_mm)
@@ -335,10 +338,11 @@ def _slab_average(array: np.ndarray, step_px: np.ndarray, thickness_mm: float, s
     if samples <= 1 or thickness_mm <= 0:
         return array.astype(np.float64)
     offsets = thickness_mm * ((np.arange(samples) + 0.5) / samples - 0.5)
+    array = array.astype(np.float64)
     out = np.zeros(array.shape)
     for t in offsets:
         shift = (t * step_px[0], t * step_px[1]) + (0,) * (array.ndim - 2)
-        out += ndimage.shift(array.astype(np.float64), shift, order=1, mode="nearest")
+        out += ndimage.shift(array, shift, order=1, mode="nearest")
     return out / samples
 
 

@@ -9,6 +9,9 @@ import numpy as np
 from cinerecon.geometry import apply_affine, plane_normal, slice_affine, world_to_voxel
 
 
+MIN_POINTS = 8   # a shorter stretch of line carries too little profile to compare
+
+
 @dataclass
 class Line:
     """One SAX-slice / LAX-view intersection, sampled every `step_mm` along it."""
@@ -20,7 +23,7 @@ class Line:
     lax_pixels: np.ndarray   # (P, 2) fractional (i, j) pixel positions in the LAX view
     direction: np.ndarray    # (3,) unit vector along the line
 
-    def within(self, mask: np.ndarray, min_points: int = 8) -> "Line | None":
+    def within(self, mask: np.ndarray, min_points: int = MIN_POINTS) -> "Line | None":
         """The part of the line whose SAX pixels fall inside a (X, Y) mask; None if too short."""
         px = np.clip(np.round(self.sax_pixels).astype(int), 0, np.asarray(mask.shape) - 1)
         keep = mask[px[:, 0], px[:, 1]]
@@ -72,7 +75,7 @@ def intersection_line(sax_affine, sax_shape, k: int, lax_affine, lax_shape, view
         rel = points - centre
         inplane = rel - np.outer(rel @ normal, normal)
         keep &= np.linalg.norm(inplane, axis=1) <= radius_mm
-    if keep.sum() < 8:
+    if keep.sum() < MIN_POINTS:
         return None
     return Line(k, view, points[keep], sax_px[keep], lax_px[keep], direction)
 
