@@ -128,3 +128,51 @@ def test_plots_need_no_display(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     assert (tmp_path / "x.png").stat().st_size > 1000
+
+
+# ---- the learning-curve figure: acquired slices beside generated ones -------------------
+def _fine_linear(stack, k):
+    """A fine-grid volume (X, Y, M) linearly interpolated between the slices of stack (X, Y, Z)."""
+    from cinerecon.baselines.grid import fine_positions
+
+    positions = np.clip(fine_positions(stack.shape[-1], k), 0, stack.shape[-1] - 1)
+    lo = np.floor(positions).astype(int)
+    hi = np.minimum(lo + 1, stack.shape[-1] - 1)
+    t = positions - lo
+    return stack[..., lo] * (1 - t) + stack[..., hi] * t
+
+
+def test_panel_rows_pick_acquired_and_midway_slices():
+    from cinerecon.plots.generated import panel_rows, slice_columns
+
+    z, k = 6, 4
+    acquired = np.broadcast_to(np.arange(z, dtype=np.float32) / 10, (5, 5, z)).copy()
+    rows = panel_rows(acquired, {"m": _fine_linear(acquired, k)}, k, slice_columns(z))
+    assert slice_columns(z) == [1, 2, 4] and slice_columns(2) == [0]
+    for j, (at, between) in zip(slice_columns(z), rows["m"]):
+        np.testing.assert_allclose(at, j / 10, atol=1e-6)
+        np.testing.assert_allclose(between, (j + 0.5) / 10, atol=1e-6)
+    for j, (at, between) in zip(slice_columns(z), rows["acquired | linear"]):
+        np.testing.assert_allclose(at, j / 10)
+        np.testing.assert_allclose(between, (j + 0.5) / 10, atol=1e-6)
+    with pytest.raises(ValueError, match="expected 25 for 6 slices"):
+        panel_rows(acquired, {"m": np.zeros((5, 5, 24))}, k, [1])
+
+
+def test_generated_slices_figure_from_a_results_folder(tmp_path):
+    import json
+
+    from cinerecon.io.nifti import save_nifti
+    from cinerecon.layout import Layout
+    from cinerecon.plots.generated import generated_slices_figure
+
+    layout, z, k = Layout(tmp_path), 5, 2
+    stack = np.random.default_rng(0).uniform(0, 100, (8, 8, z, 3)).astype(np.float32)
+    save_nifti(layout.aligned("S1")["sa"], stack, np.eye(4))
+    for method in ("dmcvr", "deeprecon_10"):
+        files = layout.recon(method, "S1", images=True)
+        files["record"].parent.mkdir(parents=True)
+        files["record"].write_text(json.dumps({"frames": {"ED": 1, "ES": 2}, "k": k}))
+        save_nifti(files["image_ED"], _fine_linear(stack[..., 1] / 50 - 1, k), np.eye(4))
+    assert generated_slices_figure(tmp_path, tmp_path / "slices.png", title="x1") == "S1"
+    assert (tmp_path / "slices.png").stat().st_size > 1000

@@ -1,0 +1,175 @@
+"""Learning curves of the generative methods: quality against training budget, next to linear.
+
+Usage: python benchmarks/bench_learning_curve.py [--budgets 1 4 16] [--size 64] [--out results_learning]
+       [--cores 2] [--subjects 10] [--methods deeprecon dmcvr diffae] [--set KEY=VALUE ...]
+
+Budget b multiplies the demo preset's training budgets (config/presets/demo.yaml): StyleGAN2
+steps, encoder steps and the longest inversion (DeepRecon), and the diffusion autoencoders'
+steps (DMCVR, DiffAE). Everything else is the demo's, so 1x is the demo. Each budget runs the
+real pipeline (`snakemake <report tables>`) into the same results folder: the cohort, crops,
+alignment, segmentation network and baselines are made once, and changing a budget reruns
+only what it reaches (the generative models and their reconstructions), as a checkpoint
+change would. Per budget the tables and figures are kept under <out>/x<b>/; a budget whose
+summary is already there is not run again (delete it to redo it).
+
+--size 64 acquires the cohort at 2.74 mm pixels and crops 64 px (the demo's 96 px field of
+view at two thirds the resolution), 2.25x fewer pixels for every model. Prints, per budget
+and method: held-out-slice PSNR, SSIM and Dice LVC (the rebuilt middle of three acquired
+slices), LAX Dice LVC and truth Dice LVC, and the training seconds; writes the same to
+<out>/learning_curve.{csv,md}. A figure per budget (<out>/x<b>/slices.png) shows a test
+subject's acquired ED slices beside each method's rebuild of them and of the slices between.
+"""
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+TABLES = ["heldout_slices", "lax_dice_numeric", "truth_metrics_numeric", "image_quality"]
+FIGURES = ["dice_lax.png", "dice_truth.png"]
+DEMO_PIXEL_MM, DEMO_SAX_CROP, DEMO_LAX_CROP = 1.8269, 96, 112
+
+
+def demo_budgets() -> dict:
+    demo = yaml.safe_load((REPO / "config/presets/demo.yaml").read_text())
+    d, m = demo["deeprecon"], demo["dmcvr"]
+    return {"gan_steps": d["gan_steps"], "encoder_steps": d["encoder_steps"],
+            "inversion_steps": max(d["inversion"]["steps"]), "diffusion_steps": m["steps"],
+            "acquisition": demo["cohort"]["synthetic"]["acquisition"]}
+
+
+def budget_config(b: int, args, base: dict) -> dict:
+    """The --configfile of budget b (merged over the demo preset by the pipeline)."""
+    config = {"results": str(args.out / "results"),
+              "cohort": {"synthetic": {"n_subjects": args.subjects}},
+              "deeprecon": {"enabled": "deeprecon" in args.methods,
+                            "gan_steps": base["gan_steps"] * b, "encoder_steps": base["encoder_steps"] * b,
+                            "inversion": {"steps": [0, base["inversion_steps"] * b]}},
+              "dmcvr": {"enabled": bool({"dmcvr", "diffae"} & set(args.methods)),
+                        "methods": [m for m in ("dmcvr", "diffae") if m in args.methods] or ["dmcvr"],
+                        "steps": base["diffusion_steps"] * b}}
+    if args.size != DEMO_SAX_CROP:
+        scale = DEMO_SAX_CROP / args.size
+        acq = base["acquisition"]
+        config["cohort"]["synthetic"]["acquisition"] = {
+            "pixel_mm": round(DEMO_PIXEL_MM * scale, 4),
+            "sax_matrix": [round(v / scale) for v in acq["sax_matrix"]],
+            "lax_matrix": [round(v / scale) for v in acq["lax_matrix"]]}
+        lax = 4 * round(DEMO_LAX_CROP / scale / 4)
+        config["crop"] = {"sax_size": [args.size, args.size], "lax_size": [lax, lax]}
+    for item in args.set:
+        key, value = item.split("=", 1)
+        node = config
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = yaml.safe_load(value)
+    return config
+
+
+def run_budget(b: int, args, base: dict) -> Path:
+    """Run the pipeline at budget b; keep its tables and figures under <out>/x<b>/."""
+    keep = args.out / f"x{b}"
+    config_path = args.out / f"x{b}.yaml"
+    config_path.write_text(yaml.safe_dump(budget_config(b, args, base), sort_keys=False))
+    results = args.out / "results"
+    targets = [str(results / "tables" / f"{t}.csv") for t in TABLES]
+    cmd = [sys.executable, "-m", "snakemake", "--cores", str(args.cores), "--configfile", str(config_path),
+           "--rerun-triggers", "mtime", "params", "input", "code", "--rerun-incomplete", "--keep-going",
+           *targets]
+    print(f"budget {b}x: {' '.join(cmd[2:5])} ... (log {keep}.log)", flush=True)
+    started = time.perf_counter()
+    with open(f"{keep}.log", "w") as log:
+        code = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT).returncode
+    if code:
+        raise SystemExit(f"budget {b}x: snakemake failed (exit {code}); see {keep}.log")
+    keep.mkdir(parents=True, exist_ok=True)
+    for t in TABLES:
+        shutil.copy2(results / "tables" / f"{t}.csv", keep / f"{t}.csv")
+    for name in FIGURES:
+        if (results / "figures" / name).exists():
+            shutil.copy2(results / "figures" / name, keep / name)
+    for method in args.methods:
+        for figure in list((results / "models" / method).glob("*/*.png")) + list(
+                (results / "models" / "deeprecon").glob("*/*.png") if method == "deeprecon" else []):
+            shutil.copy2(figure, keep / f"{figure.parent.parent.name}_{figure.name}")
+    training = training_seconds(results)
+    training.to_csv(keep / "training_seconds.csv", index=False)
+    slices_figure(results, keep / "slices.png", b)
+    (keep / "wall_seconds.txt").write_text(f"{time.perf_counter() - started:.0f}\n")
+    return keep
+
+
+def training_seconds(results: Path) -> pd.DataFrame:
+    """Seconds of each training job (Snakemake's benchmark files)."""
+    rows = []
+    for name, path in [("stylegan2", "train_stylegan2.tsv"), ("encoder", "train_encoder.tsv"),
+                       ("dmcvr", "train_diffusion/dmcvr.tsv"), ("diffae", "train_diffusion/diffae.tsv")]:
+        f = results / "benchmarks" / path
+        if f.exists():
+            rows.append({"model": name, "seconds": float(pd.read_csv(f, sep="\t")["s"].iloc[-1])})
+    for f in sorted((results / "benchmarks" / "invert").glob("*.tsv")):
+        rows.append({"model": f"invert/{f.stem}", "seconds": float(pd.read_csv(f, sep="\t")["s"].iloc[-1])})
+    return pd.DataFrame(rows, columns=["model", "seconds"])
+
+
+def slices_figure(results: Path, path: Path, b: int) -> None:
+    from cinerecon.plots.generated import generated_slices_figure
+
+    generated_slices_figure(results, path, title=f"budget {b}x")
+
+
+def summary_rows(b: int, keep: Path) -> pd.DataFrame:
+    """One row per method: the budget's figures that the closing table reports."""
+    held = pd.read_csv(keep / "heldout_slices.csv").set_index("method")
+    lax = pd.read_csv(keep / "lax_dice_numeric.csv").set_index("method")
+    truth = pd.read_csv(keep / "truth_metrics_numeric.csv")
+    truth = truth[(truth.structure == "LVC") & (truth.metric == "dice")].set_index("method")
+    rows = []
+    for method in held.index:
+        rows.append({"budget": f"{b}x", "method": method,
+                     "heldout_psnr": held.loc[method, "psnr_mean"], "heldout_ssim": held.loc[method, "ssim_mean"],
+                     "heldout_dice_LVC": held.loc[method, "dice_LVC_mean"],
+                     "lax_dice_LVC": lax.loc[method, "average_mean"] if method in lax.index else float("nan"),
+                     "truth_dice_LVC": truth.loc[method, "mean"] if method in truth.index else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--budgets", type=int, nargs="+", default=[1, 4, 16])
+    ap.add_argument("--size", type=int, default=64, help="SAX crop in pixels over the demo's field of view")
+    ap.add_argument("--out", type=Path, default=REPO / "results_learning")
+    ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--subjects", type=int, default=10)
+    ap.add_argument("--methods", nargs="+", default=["deeprecon", "dmcvr", "diffae"],
+                    choices=["deeprecon", "dmcvr", "diffae"])
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="another config override for every budget, e.g. dmcvr.ddim_steps=20")
+    args = ap.parse_args()
+    args.out = args.out.resolve()
+    args.out.mkdir(parents=True, exist_ok=True)
+    base = demo_budgets()
+    frames = []
+    for b in args.budgets:
+        keep = args.out / f"x{b}"
+        if not (keep / "heldout_slices.csv").exists():
+            run_budget(b, args, base)
+        frames.append(summary_rows(b, keep))
+        table = pd.concat(frames, ignore_index=True)
+        table.to_csv(args.out / "learning_curve.csv", index=False)
+        (args.out / "learning_curve.md").write_text(table.to_markdown(index=False, floatfmt=".3f") + "\n")
+        print(frames[-1].to_string(index=False, float_format=lambda v: f"{v:.3f}"), flush=True)
+        seconds = pd.read_csv(keep / "training_seconds.csv")
+        print("training seconds: " + ", ".join(f"{r.model} {r.seconds:.0f}" for r in seconds.itertuples()),
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
