@@ -101,7 +101,7 @@ def run_budget(b: int, args, base: dict) -> Path:
             shutil.copy2(figure, keep / f"{figure.parent.parent.name}_{figure.name}")
     training = training_seconds(results)
     training.to_csv(keep / "training_seconds.csv", index=False)
-    slices_figure(results, keep / "slices.png", b)
+    slices_figure(results, keep / "slices.png", b, generative_methods(budget_config(b, args, base)))
     (keep / "wall_seconds.txt").write_text(f"{time.perf_counter() - started:.0f}\n")
     return keep
 
@@ -119,10 +119,22 @@ def training_seconds(results: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "seconds"])
 
 
-def slices_figure(results: Path, path: Path, b: int) -> None:
+def generative_methods(config: dict) -> list[str]:
+    """The generative rows of a budget's run (older budgets' folders are left in results/)."""
+    from cinerecon.latent.names import deeprecon_variant
+
+    methods = []
+    if config["deeprecon"]["enabled"]:
+        methods += [deeprecon_variant(s) for s in config["deeprecon"]["inversion"]["steps"]]
+    if config["dmcvr"]["enabled"]:
+        methods += config["dmcvr"]["methods"]
+    return methods
+
+
+def slices_figure(results: Path, path: Path, b: int, methods: list[str]) -> None:
     from cinerecon.plots.generated import generated_slices_figure
 
-    generated_slices_figure(results, path, title=f"budget {b}x")
+    generated_slices_figure(results, path, methods=methods, title=f"budget {b}x")
 
 
 def summary_rows(b: int, keep: Path) -> pd.DataFrame:

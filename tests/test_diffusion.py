@@ -75,6 +75,33 @@ def test_ddim_step_matches_hand_computation():
     assert ddim_step(x_t, eps, 0.81, 1.0).item() == pytest.approx(0.4586911347, abs=1e-9)
 
 
+
+def test_ddim_step_clips_pred_x0_to_the_data_range_and_rederives_eps():
+    x_t, eps = torch.tensor([2.0], dtype=torch.float64), torch.tensor([0.1], dtype=torch.float64)
+    # pred_x0 = (2 - sqrt(0.75) * 0.1) / 0.5 = 3.83 -> clipped to 1; eps' = (2 - 0.5 * 1) / sqrt(0.75)
+    expected = 0.8 * 1.0 + 0.6 * 1.5 / math.sqrt(0.75)
+    assert ddim_step(x_t, eps, 0.25, 0.64, clip=True).item() == pytest.approx(expected, abs=1e-12)
+    assert ddim_step(x_t, eps, 0.25, 0.64).item() == pytest.approx(0.8 * 3.8267949192 + 0.06, abs=1e-9)
+    # inside the range, clipping changes nothing; a clean image (a_t = 1) is not clipped either
+    x_in, e_in = torch.tensor([0.5], dtype=torch.float64), torch.tensor([0.2], dtype=torch.float64)
+    assert ddim_step(x_in, e_in, 0.81, 0.64, clip=True).item() == pytest.approx(0.4869529078, abs=1e-9)
+    assert ddim_step(x_t, eps, 1.0, 0.64, clip=True).item() == pytest.approx(0.8 * 2.0 + 0.6 * 0.1, abs=1e-12)
+
+
+def test_clipped_decoding_stays_in_range_and_keeps_exact_round_trips():
+    """An untrained denoiser predicts eps = 0 (its output convolution starts at zero): DDIM then
+    maps x0 to sqrt(a) x0 and back exactly, clipped or not, but decodes a code that is not an
+    inverted image (an interpolated or random x_T) to x_T / sqrt(a_T), ~160x out of range,
+    unless pred_x0 is clipped."""
+    model = DiffAE(small_config(mor_channels=0)).eval()
+    x0 = torch.from_numpy(discs(3, seed=5))
+    z_sem = model.encode_sem(x0).detach()
+    back = model.decode(model.invert(x0, z_sem, steps=10), z_sem, steps=10)
+    assert (back - x0).abs().max().item() < 1e-4
+    noise = torch.randn(3, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert model.decode(noise, z_sem, steps=10, clip=False).abs().max().item() > 50
+    assert model.decode(noise, z_sem, steps=10).abs().max().item() <= 1.0
+
 def test_schedule_and_timesteps():
     ac = linear_alphas_cumprod()
     assert ac.shape == (1000,) and ac.dtype == torch.float64

@@ -152,7 +152,7 @@ TRAININGS = {"train_seg", "train_stylegan2", "train_encoder", "train_diffusion"}
     ("deeprecon", "inversion", {"steps": [0, 6], "batch_size": 64}, set()),
     ("deeprecon", "motion", {"source": "SYN0001", "target": "SYN0002", "frame_stride": 3}, set()),
     ("dmcvr", "ddim_steps", 3, set()),
-    ("dmcvr", "refine", 1, set()),
+    ("dmcvr", "refine", 2, set()),
     ("dmcvr", "inference_batch_size", 8, set()),
     ("dmcvr", "subjects_per_pass", 1, set()),
     ("recon", "target_spacing_mm", 1.5, set()),

@@ -186,26 +186,28 @@ def _reconstruction_grid(model: DiffAE, reals: np.ndarray, settings: dict, path,
 
 # ---- codes: encode, interpolate, decode -----------------------------------------------
 def encode_slices(model: DiffAE, images: np.ndarray, steps: int, batch_size: int, device,
-                  refine: int = 0) -> dict:
-    """{z_sem, z_mor (DMCVR only), x_T} tensors (on the CPU) of slices (N, 1, H, W) in [-1, 1]."""
+                  refine: int = 0, clip: bool = True) -> dict:
+    """{z_sem, z_mor (DMCVR only), x_T} tensors (on the CPU) of slices (N, 1, H, W) in [-1, 1];
+    ``clip`` pred_x0 at every DDIM step (:func:`cinerecon.models.diffusion.ddim_step`)."""
     x = ModelGrid.of(model, images.shape[-1]).to_model(images)
     model.to(device)
     if model.seg_model is not None:
         model.seg_model.to(device)
     # z_mor from the crops as they are: the segmentation network was trained on them
     z_sem, z_mor, x_T = model.encode(x.to(device), steps=steps, batch_size=batch_size, refine=refine,
-                                     seg_x=torch.as_tensor(np.asarray(images, dtype=np.float32)))
+                                     seg_x=torch.as_tensor(np.asarray(images, dtype=np.float32)), clip=clip)
     codes = {"z_sem": z_sem.cpu(), "x_T": x_T.cpu(), "crop": images.shape[-2:]}
     if z_mor is not None:
         codes["z_mor"] = z_mor.cpu()
     return codes
 
 
-def decode_codes(model: DiffAE, codes: dict, steps: int, batch_size: int, device) -> np.ndarray:
+def decode_codes(model: DiffAE, codes: dict, steps: int, batch_size: int, device, clip: bool = True) -> np.ndarray:
     """Slices (N, 1, H, W) in [-1, 1] from codes (cropped back to the input size)."""
     z_mor = codes.get("z_mor")
     x0 = model.to(device).decode(codes["x_T"].to(device), codes["z_sem"].to(device),
-                                 None if z_mor is None else z_mor.to(device), steps=steps, batch_size=batch_size)
+                                 None if z_mor is None else z_mor.to(device), steps=steps, batch_size=batch_size,
+                                 clip=clip)
     return ModelGrid.of(model, int(codes["crop"][-1])).to_crop(x0).clamp(-1, 1).cpu().numpy()
 
 

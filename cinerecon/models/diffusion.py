@@ -32,8 +32,10 @@ current t, which differs by one sub-step). With this choice an eps-model that do
 not depend on x inverts exactly, so the only round-trip error is the model's
 change between x_{tau_{k-1}} and x_{tau_k}; that error shrinks with more steps or
 with ``refine`` fixed-point iterations per inversion step (off by default, as in
-the paper). Interpolation (:func:`interpolate_latents`): lerp for z_sem and z_mor,
-slerp for x_T.
+the paper). Every step clips its pred_x0 to [-1, 1] and re-derives eps from it (DiffAE's
+``clip_denoised``, :func:`ddim_step`): an interpolated x_T is not the inversion of any
+image, and without the clip an imperfect model decodes it to saturated noise.
+Interpolation (:func:`interpolate_latents`): lerp for z_sem and z_mor, slerp for x_T.
 
 Image sizes: H and W must be divisible by ``config.multiple`` (2 ** (levels - 1)):
 4 for :meth:`DiffusionConfig.tiny` (96 x 96 crops: levels 96, 48, 24) and 32 for
@@ -202,10 +204,21 @@ def predict_x0(x_t: torch.Tensor, eps: torch.Tensor, a_t: float) -> torch.Tensor
     return (x_t - math.sqrt(1.0 - a_t) * eps) / math.sqrt(a_t)
 
 
-def ddim_step(x_t: torch.Tensor, eps: torch.Tensor, a_t: float, a_next: float) -> torch.Tensor:
+def ddim_step(x_t: torch.Tensor, eps: torch.Tensor, a_t: float, a_next: float, clip: bool = False) -> torch.Tensor:
     """Deterministic (eta = 0) DDIM move from noise level a_t to a_next, either direction:
-    sqrt(a_next) * pred_x0 + sqrt(1 - a_next) * eps."""
-    return math.sqrt(a_next) * predict_x0(x_t, eps, a_t) + math.sqrt(1.0 - a_next) * eps
+    sqrt(a_next) * pred_x0 + sqrt(1 - a_next) * eps.
+
+    ``clip`` clamps pred_x0 to the data range [-1, 1] and re-derives eps from it, as DDIM
+    implementations do by default (guided-diffusion's and DiffAE's ``clip_denoised``): where
+    the model is unsure, near pure noise (sqrt(a_t) ~ 0.006 at t = T - 1), an eps error is
+    amplified ~160x in pred_x0, and unclipped it turns a decoded slice into saturated noise.
+    A pred_x0 already inside the range is unchanged, so is the step. At a_t = 1 (the clean
+    image) there is nothing to clip."""
+    x0 = predict_x0(x_t, eps, a_t)
+    if clip and a_t < 1.0:
+        x0 = x0.clamp(-1.0, 1.0)
+        eps = (x_t - math.sqrt(a_t) * x0) / math.sqrt(1.0 - a_t)
+    return math.sqrt(a_next) * x0 + math.sqrt(1.0 - a_next) * eps
 
 
 def _t(t: int, x: torch.Tensor) -> torch.Tensor:
@@ -213,7 +226,7 @@ def _t(t: int, x: torch.Tensor) -> torch.Tensor:
 
 
 def ddim_invert(eps_fn: EpsFn, x0: torch.Tensor, alphas_cumprod: torch.Tensor, steps: int,
-                refine: int = 0) -> torch.Tensor:
+                refine: int = 0, clip: bool = False) -> torch.Tensor:
     """x_T from x0 by DDIM inversion: for tau_1 < ... < tau_K, x <- ddim_step(x, eps_fn(x, tau_k),
     a_prev, a_{tau_k}) starting from a_prev = 1 (the clean image). ``eps_fn(x, t)`` gets the batch
     and a (N,) long tensor of timesteps; the arithmetic keeps x's dtype.
@@ -222,28 +235,31 @@ def ddim_invert(eps_fn: EpsFn, x0: torch.Tensor, alphas_cumprod: torch.Tensor, s
     a_prev, a_{tau_k}), which solve for the y that the decoding step maps back to x (Pan et al. 2023,
     "accelerated iterative diffusion inversion"): (1 + refine) model calls per step for a much
     smaller round-trip error at few steps. 0 is plain DDIM inversion, as in DMCVR/DiffAE.
+    ``clip``: see :func:`ddim_step`.
     """
     ac = alphas_cumprod
     x, a_prev = x0, 1.0
     for t in ddim_timesteps(steps, len(ac)):
         a_t, tt = float(ac[t]), _t(t, x)
-        y = ddim_step(x, eps_fn(x, tt), a_prev, a_t)
+        y = ddim_step(x, eps_fn(x, tt), a_prev, a_t, clip)
         for _ in range(refine):
-            y = ddim_step(x, eps_fn(y, tt), a_prev, a_t)
+            y = ddim_step(x, eps_fn(y, tt), a_prev, a_t, clip)
         x, a_prev = y, a_t
     return x
 
 
-def ddim_sample(eps_fn: EpsFn, x_T: torch.Tensor, alphas_cumprod: torch.Tensor, steps: int) -> torch.Tensor:
+def ddim_sample(eps_fn: EpsFn, x_T: torch.Tensor, alphas_cumprod: torch.Tensor, steps: int,
+                clip: bool = False) -> torch.Tensor:
     """x0 from x_T by DDIM sampling: for tau_K > ... > tau_1, x <- ddim_step(x, eps_fn(x, tau_k),
     a_{tau_k}, a_{tau_{k-1}}), the last step going to a = 1 (x <- pred_x0). Exact inverse of
-    :func:`ddim_invert` when eps_fn does not depend on x."""
+    :func:`ddim_invert` when eps_fn does not depend on x (and, with ``clip``, every pred_x0
+    lies in [-1, 1])."""
     ac = alphas_cumprod
     ts = ddim_timesteps(steps, len(ac))
     x = x_T
     for k in reversed(range(len(ts))):
         a_next = float(ac[ts[k - 1]]) if k > 0 else 1.0
-        x = ddim_step(x, eps_fn(x, _t(ts[k], x)), float(ac[ts[k]]), a_next)
+        x = ddim_step(x, eps_fn(x, _t(ts[k], x)), float(ac[ts[k]]), a_next, clip)
     return x
 
 
@@ -601,22 +617,25 @@ class DiffAE(nn.Module):
             self.train(was_training)
 
     def invert(self, x0: torch.Tensor, z_sem: torch.Tensor, z_mor: torch.Tensor | None = None,
-               steps: int = 50, batch_size: int | None = None, refine: int = 0) -> torch.Tensor:
+               steps: int = 50, batch_size: int | None = None, refine: int = 0, clip: bool = True) -> torch.Tensor:
         """Stochastic code x_T (N, C, H, W) of clean slices x0 by deterministic DDIM inversion
         conditioned on (z_sem, z_mor); ``batch_size`` slices at a time (None: all N);
-        ``refine`` fixed-point iterations per step (see :func:`ddim_invert`)."""
-        return self._ddim(ddim_invert, x0, z_sem, z_mor, steps, batch_size, refine=refine)
+        ``refine`` fixed-point iterations per step (see :func:`ddim_invert`); ``clip`` pred_x0
+        to [-1, 1] at every step (see :func:`ddim_step`; DiffAE's default)."""
+        return self._ddim(ddim_invert, x0, z_sem, z_mor, steps, batch_size, refine=refine, clip=clip)
 
     def decode(self, x_T: torch.Tensor, z_sem: torch.Tensor, z_mor: torch.Tensor | None = None,
-               steps: int = 50, batch_size: int | None = None) -> torch.Tensor:
-        """Slices x0 (N, C, H, W) from (x_T, z_sem, z_mor) by deterministic DDIM sampling."""
-        return self._ddim(ddim_sample, x_T, z_sem, z_mor, steps, batch_size)
+               steps: int = 50, batch_size: int | None = None, clip: bool = True) -> torch.Tensor:
+        """Slices x0 (N, C, H, W) from (x_T, z_sem, z_mor) by deterministic DDIM sampling
+        (``clip`` as in :meth:`invert`)."""
+        return self._ddim(ddim_sample, x_T, z_sem, z_mor, steps, batch_size, clip=clip)
 
     def encode(self, x0: torch.Tensor, steps: int = 50, batch_size: int | None = None, refine: int = 0,
-               seg_x: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+               seg_x: torch.Tensor | None = None, clip: bool = True
+               ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """All three codes (z_sem, z_mor or None, x_T) of clean slices x0; z_mor from ``seg_x``
         (the same slices as the segmentation network was trained on them, e.g. the crops of a
-        model that works on a resampled grid) when given, else from x0."""
+        model that works on a resampled grid) when given, else from x0; ``clip`` as in :meth:`invert`."""
         seg_x = x0 if seg_x is None else seg_x
         was_training = self.training
         self.eval()
@@ -629,7 +648,7 @@ class DiffAE(nn.Module):
                          if self.config.morphology else None)
         finally:
             self.train(was_training)
-        return z_sem, z_mor, self.invert(x0, z_sem, z_mor, steps, batch_size, refine)
+        return z_sem, z_mor, self.invert(x0, z_sem, z_mor, steps, batch_size, refine, clip)
 
 
 # --------------------------------------------------------------------------- EMA
