@@ -9,13 +9,15 @@ steps (DMCVR, DiffAE). Everything else is the demo's, so 1x is the demo. Each bu
 real pipeline (`snakemake <report tables>`) into the same results folder: the cohort, crops,
 alignment, segmentation network and baselines are made once, and changing a budget reruns
 only what it reaches (the generative models and their reconstructions), as a checkpoint
-change would. Per budget the tables and figures are kept under <out>/x<b>/; a budget whose
-summary is already there is not run again (delete it to redo it).
+change would. Per budget the tables and figures are kept under <out>/x<b>/ with run.yaml (the
+configuration and the commit); a budget kept from the same configuration and clean commit
+is not run again.
 
 --size 64 acquires the cohort at 2.74 mm pixels and crops 64 px (the demo's 96 px field of
 view at two thirds the resolution), 2.25x fewer pixels for every model. Prints, per budget
 and method: held-out-slice PSNR, SSIM and Dice LVC (the rebuilt middle of three acquired
-slices), LAX Dice LVC and truth Dice LVC, and the training seconds; writes the same to
+slices), PSNR of the rebuilt acquired slices, LAX Dice LVC and truth Dice LVC, and the
+training seconds; writes the same to
 <out>/learning_curve.{csv,md}. A figure per budget (<out>/x<b>/slices.png) shows a test
 subject's acquired ED slices beside each method's rebuild of them and of the slices between.
 """
@@ -73,49 +75,61 @@ def budget_config(b: int, args, base: dict) -> dict:
     return config
 
 
-def run_budget(b: int, args, base: dict) -> Path:
+def revision() -> str:
+    """The commit the pipeline runs, "+dirty" when tracked files differ from it."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                           capture_output=True, text=True).stdout.strip()
+    return head + ("+dirty" if dirty else "")
+
+
+def kept_run_matches(keep: Path, run: dict) -> bool:
+    """Whether <out>/x<b>/ holds this very run (same configuration, same clean commit)."""
+    record = keep / "run.yaml"
+    return (keep / "heldout_slices.csv").exists() and record.exists() and not run["revision"].endswith("+dirty") \
+        and yaml.safe_load(record.read_text()) == run
+
+
+def run_budget(b: int, config: dict, args) -> Path:
     """Run the pipeline at budget b; keep its tables and figures under <out>/x<b>/."""
     keep = args.out / f"x{b}"
+    shutil.rmtree(keep, ignore_errors=True)  # never a mix of two runs
     config_path = args.out / f"x{b}.yaml"
-    config_path.write_text(yaml.safe_dump(budget_config(b, args, base), sort_keys=False))
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     results = args.out / "results"
     targets = [str(results / "tables" / f"{t}.csv") for t in TABLES]
     cmd = [sys.executable, "-m", "snakemake", "--cores", str(args.cores), "--configfile", str(config_path),
            "--rerun-triggers", "mtime", "params", "input", "code", "--rerun-incomplete", "--keep-going",
            *targets]
-    print(f"budget {b}x: {' '.join(cmd[2:5])} ... (log {keep}.log)", flush=True)
+    print(f"budget {b}x: snakemake --cores {args.cores} --configfile {config_path} ... (log {keep}.log)", flush=True)
     started = time.perf_counter()
     with open(f"{keep}.log", "w") as log:
         code = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT).returncode
     if code:
         raise SystemExit(f"budget {b}x: snakemake failed (exit {code}); see {keep}.log")
-    keep.mkdir(parents=True, exist_ok=True)
+    keep.mkdir(parents=True)
     for t in TABLES:
         shutil.copy2(results / "tables" / f"{t}.csv", keep / f"{t}.csv")
     for name in FIGURES:
         if (results / "figures" / name).exists():
             shutil.copy2(results / "figures" / name, keep / name)
-    for method in args.methods:
-        for figure in list((results / "models" / method).glob("*/*.png")) + list(
-                (results / "models" / "deeprecon").glob("*/*.png") if method == "deeprecon" else []):
-            shutil.copy2(figure, keep / f"{figure.parent.parent.name}_{figure.name}")
-    training = training_seconds(results)
-    training.to_csv(keep / "training_seconds.csv", index=False)
-    slices_figure(results, keep / "slices.png", b, generative_methods(budget_config(b, args, base)))
+    models = {"deeprecon": "deeprecon", "dmcvr": "dmcvr", "diffae": "diffae"}
+    for method in args.methods:  # G samples, DDIM round trips
+        for figure in (results / "models" / models[method]).glob("*/*.png"):
+            shutil.copy2(figure, keep / f"{method}_{figure.name}")
+    training_seconds(results, args.methods).to_csv(keep / "training_seconds.csv", index=False)
+    slices_figure(results, keep / "slices.png", b, generative_methods(config))
     (keep / "wall_seconds.txt").write_text(f"{time.perf_counter() - started:.0f}\n")
     return keep
 
 
-def training_seconds(results: Path) -> pd.DataFrame:
-    """Seconds of each training job (Snakemake's benchmark files)."""
-    rows = []
-    for name, path in [("stylegan2", "train_stylegan2.tsv"), ("encoder", "train_encoder.tsv"),
-                       ("dmcvr", "train_diffusion/dmcvr.tsv"), ("diffae", "train_diffusion/diffae.tsv")]:
-        f = results / "benchmarks" / path
-        if f.exists():
-            rows.append({"model": name, "seconds": float(pd.read_csv(f, sep="\t")["s"].iloc[-1])})
-    for f in sorted((results / "benchmarks" / "invert").glob("*.tsv")):
-        rows.append({"model": f"invert/{f.stem}", "seconds": float(pd.read_csv(f, sep="\t")["s"].iloc[-1])})
+def training_seconds(results: Path, methods) -> pd.DataFrame:
+    """Seconds of each training (and inversion) job of the methods (Snakemake's benchmark files)."""
+    files = {"deeprecon": [("stylegan2", "train_stylegan2.tsv"), ("encoder", "train_encoder.tsv")]
+             + [(f"invert/{f.stem}", f"invert/{f.name}") for f in sorted((results / "benchmarks/invert").glob("*.tsv"))],
+             "dmcvr": [("dmcvr", "train_diffusion/dmcvr.tsv")], "diffae": [("diffae", "train_diffusion/diffae.tsv")]}
+    rows = [{"model": name, "seconds": float(pd.read_csv(results / "benchmarks" / path, sep="\t")["s"].iloc[-1])}
+            for method in methods for name, path in files[method] if (results / "benchmarks" / path).exists()]
     return pd.DataFrame(rows, columns=["model", "seconds"])
 
 
@@ -138,16 +152,20 @@ def slices_figure(results: Path, path: Path, b: int, methods: list[str]) -> None
 
 
 def summary_rows(b: int, keep: Path) -> pd.DataFrame:
-    """One row per method: the budget's figures that the closing table reports."""
+    """One row per method: the budget's figures that the closing table reports. `row` names the
+    DeepRecon variant by what it is (deeprecon_inv: the longest inversion), so that budgets line up."""
     held = pd.read_csv(keep / "heldout_slices.csv").set_index("method")
     lax = pd.read_csv(keep / "lax_dice_numeric.csv").set_index("method")
     truth = pd.read_csv(keep / "truth_metrics_numeric.csv")
     truth = truth[(truth.structure == "LVC") & (truth.metric == "dice")].set_index("method")
+    acquired = pd.read_csv(keep / "image_quality.csv").set_index("method")
     rows = []
     for method in held.index:
-        rows.append({"budget": f"{b}x", "method": method,
+        row = "deeprecon_inv" if method.startswith("deeprecon_") and method != "deeprecon_no" else method
+        rows.append({"budget": f"{b}x", "row": row, "method": method,
                      "heldout_psnr": held.loc[method, "psnr_mean"], "heldout_ssim": held.loc[method, "ssim_mean"],
                      "heldout_dice_LVC": held.loc[method, "dice_LVC_mean"],
+                     "acquired_psnr": acquired.loc[method, "psnr_mean"] if method in acquired.index else float("nan"),
                      "lax_dice_LVC": lax.loc[method, "average_mean"] if method in lax.index else float("nan"),
                      "truth_dice_LVC": truth.loc[method, "mean"] if method in truth.index else float("nan")})
     return pd.DataFrame(rows)
@@ -171,10 +189,14 @@ def main() -> None:
     frames = []
     for b in args.budgets:
         keep = args.out / f"x{b}"
-        if not (keep / "heldout_slices.csv").exists():
-            run_budget(b, args, base)
+        config = budget_config(b, args, base)
+        run = {"revision": revision(), "config": config}
+        if not kept_run_matches(keep, run):
+            run_budget(b, config, args)
+            (keep / "run.yaml").write_text(yaml.safe_dump(run, sort_keys=False))
         frames.append(summary_rows(b, keep))
         table = pd.concat(frames, ignore_index=True)
+        table = table.sort_values("budget", key=lambda b: b.str.rstrip("x").astype(int), kind="stable")
         table.to_csv(args.out / "learning_curve.csv", index=False)
         (args.out / "learning_curve.md").write_text(table.to_markdown(index=False, floatfmt=".3f") + "\n")
         print(frames[-1].to_string(index=False, float_format=lambda v: f"{v:.3f}"), flush=True)

@@ -219,12 +219,12 @@ MOTION_OUTPUTS = (
 
 # ---- DMCVR: morphology-guided diffusion autoencoder (and the DiffAE ablation) ------------
 DMCVR = {"enabled": False, "preset": "tiny", "methods": ["dmcvr", "diffae"], "frame_stride": 1,
-         "steps": 20000, "batch_size": 16, "lr": 1e-4, "seed": 0, "ddim_steps": 50, "refine": 0,
+         "steps": 20000, "batch_size": 16, "lr": 1e-4, "seed": 0, "ddim_steps": 50, "refine": 0, "clip_x0": True,
          "inference_batch_size": 64, "subjects_per_pass": 8, "model": {},
          **config.get("dmcvr", {})}
 DMCVR_ON = bool(DMCVR["enabled"]) and SEG_ON and bool(SEG_TRAIN)
 # What diffusion training reads (cinerecon.latent.dmcvr.train_diffusion_files); ddim_steps, refine,
-# inference_batch_size and subjects_per_pass are inference's
+# clip_x0, inference_batch_size and subjects_per_pass are inference's
 DIFFUSION_TRAINING_KEYS = ("preset", "frame_stride", "steps", "batch_size", "lr", "seed", "model", "precision")
 DMCVR_PRETRAIN = pretraining_subjects(DMCVR)  # every subject of dmcvr.pretrain_splits
 check_workflow_config(config, SHEET, workflow)  # strict inputs: refuse what the *_ON switches would drop

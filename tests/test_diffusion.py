@@ -75,7 +75,6 @@ def test_ddim_step_matches_hand_computation():
     assert ddim_step(x_t, eps, 0.81, 1.0).item() == pytest.approx(0.4586911347, abs=1e-9)
 
 
-
 def test_ddim_step_clips_pred_x0_to_the_data_range_and_rederives_eps():
     x_t, eps = torch.tensor([2.0], dtype=torch.float64), torch.tensor([0.1], dtype=torch.float64)
     # pred_x0 = (2 - sqrt(0.75) * 0.1) / 0.5 = 3.83 -> clipped to 1; eps' = (2 - 0.5 * 1) / sqrt(0.75)
@@ -101,6 +100,7 @@ def test_clipped_decoding_stays_in_range_and_keeps_exact_round_trips():
     noise = torch.randn(3, 1, 32, 32, generator=torch.Generator().manual_seed(0))
     assert model.decode(noise, z_sem, steps=10, clip=False).abs().max().item() > 50
     assert model.decode(noise, z_sem, steps=10).abs().max().item() <= 1.0
+
 
 def test_schedule_and_timesteps():
     ac = linear_alphas_cumprod()
@@ -144,6 +144,33 @@ def test_ddim_inversion_then_sampling_is_exact_for_x_independent_eps():
     one = ddim_invert(eps_fn, x0, ac, 1)
     assert torch.allclose(one, math.sqrt(a) * x0 + math.sqrt(1 - a) * e, atol=1e-12)
     assert torch.allclose(ddim_sample(eps_fn, one, ac, 1), (one - math.sqrt(1 - a) * e) / math.sqrt(a), atol=1e-12)
+
+
+def test_clipped_inversion_then_sampling_is_exact_even_where_the_clip_acts():
+    """An image at the range's edges (+-1) under a large x-independent eps: many pred_x0 leave
+    [-1, 1] and are clipped, in both directions, yet the round trip is exact (with or without
+    fixed-point refinement); inverting unclipped and decoding clipped is not."""
+    ac = linear_alphas_cumprod()
+    gen = torch.Generator().manual_seed(1)
+    pattern = 3 * torch.randn(2, 1, 8, 8, generator=gen, dtype=torch.float64)
+    x0 = torch.where(torch.rand(2, 1, 8, 8, generator=gen) < 0.5, -1.0, 1.0).double()
+    clipped = []
+
+    def eps_fn(x, t):
+        return torch.sin(t.double() / 200)[:, None, None, None] * pattern
+
+    def counting(x, t):
+        a = float(ac[int(t[0])])
+        clipped.append(int((predict_x0(x, eps_fn(x, t), a).abs() > 1).sum()))
+        return eps_fn(x, t)
+
+    for refine in (0, 2):
+        x_T = ddim_invert(eps_fn, x0, ac, 10, refine=refine, clip=True)
+        back = ddim_sample(counting, x_T, ac, 10, clip=True)
+        assert (back - x0).abs().max().item() < 1e-9
+    assert sum(clipped) > 50  # the clip did act
+    mixed = ddim_sample(eps_fn, ddim_invert(eps_fn, x0, ac, 10), ac, 10, clip=True)
+    assert (mixed - x0).abs().max().item() > 0.1
 
 
 # (b) interpolation -------------------------------------------------------------------------
@@ -380,6 +407,9 @@ def test_trained_tiny_model_inverts_and_decodes(trained):
           f"20 steps + 2 fixed-point iterations {refined20:.1f} dB (threshold {ROUND_TRIP_PSNR_DB} dB)")
     assert plain100 > ROUND_TRIP_PSNR_DB
     assert refined20 > ROUND_TRIP_PSNR_DB and refined20 > plain20 + 5
+    unclipped = model.decode(model.invert(x0, z_sem, z_mor, steps=20, refine=2, clip=False), z_sem, z_mor,
+                             steps=20, clip=False)
+    assert psnr(unclipped, x0) > ROUND_TRIP_PSNR_DB  # the plain DDIM arithmetic round-trips as well
     # batching does not change the result (per-sample norms, no cross-sample ops)
     rec_loop = torch.cat([model.decode(x_T20[i:i + 1], z_sem[i:i + 1], z_mor[i:i + 1], steps=20) for i in range(2)])
     assert torch.allclose(rec_loop, rec20[:2], atol=1e-4)

@@ -157,6 +157,22 @@ def test_panel_rows_pick_acquired_and_midway_slices():
         np.testing.assert_allclose(between, (j + 0.5) / 10, atol=1e-6)
     with pytest.raises(ValueError, match="expected 25 for 6 slices"):
         panel_rows(acquired, {"m": np.zeros((5, 5, 24))}, k, [1])
+    with pytest.raises(ValueError, match="needs a next slice"):
+        panel_rows(acquired, {}, k, [5])
+
+
+def test_panel_rows_with_odd_k_compare_the_same_position():
+    """k = 7: the fine slice after acquired slice j is at j + 3/7, and linear's row is there too."""
+    from cinerecon.plots.generated import between_fraction, panel_rows
+
+    z, k = 4, 7
+    acquired = np.broadcast_to(np.arange(z, dtype=np.float32), (3, 3, z)).copy()
+    rows = panel_rows(acquired, {"m": _fine_linear(acquired, k)}, k, [0, 2])
+    assert between_fraction(k) == pytest.approx(3 / 7) and between_fraction(10) == 0.5
+    for j, ((at, between), (lin_at, lin_between)) in zip([0, 2], zip(rows["m"], rows["acquired | linear"])):
+        np.testing.assert_allclose(at, j, atol=1e-6)
+        np.testing.assert_allclose(between, j + 3 / 7, atol=1e-6)
+        np.testing.assert_allclose(lin_between, j + 3 / 7, atol=1e-6)
 
 
 def test_generated_slices_figure_from_a_results_folder(tmp_path):
@@ -175,4 +191,9 @@ def test_generated_slices_figure_from_a_results_folder(tmp_path):
         files["record"].write_text(json.dumps({"frames": {"ED": 1, "ES": 2}, "k": k}))
         save_nifti(files["image_ED"], _fine_linear(stack[..., 1] / 50 - 1, k), np.eye(4))
     assert generated_slices_figure(tmp_path, tmp_path / "slices.png", title="x1") == "S1"
-    assert (tmp_path / "slices.png").stat().st_size > 1000
+    drawn = mpimg.imread(tmp_path / "slices.png")
+    assert drawn.shape[0] > 3 * 100 and drawn.shape[1] > 6 * 100  # 3 rows, 3 pairs of panels
+    files = Layout(tmp_path).recon("dmcvr", "S1", images=True)
+    files["record"].write_text(json.dumps({"frames": {"ED": 2, "ES": 2}, "k": k}))
+    with pytest.raises(ValueError, match="disagree on the ED frame"):
+        generated_slices_figure(tmp_path, tmp_path / "other.png")

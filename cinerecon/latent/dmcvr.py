@@ -306,7 +306,8 @@ class DiffusionShard:
         started = time.perf_counter()
         steps, batch = self.settings["ddim_steps"], self.settings["inference_batch_size"]
         images = np.concatenate([self.subjects[s]["images"] for s in ids])
-        codes = encode_slices(self.model, images, steps, batch, self.device, self.settings.get("refine", 0))
+        clip = bool(self.settings.get("clip_x0", True))
+        codes = encode_slices(self.model, images, steps, batch, self.device, self.settings.get("refine", 0), clip)
         parts, spans, first, offset = [], {}, 0, 0
         for s in ids:
             meta = self.subjects[s]
@@ -324,7 +325,7 @@ class DiffusionShard:
                     spans[s, phase, kind] = (offset, len(part["z_sem"]))
                     offset += len(part["z_sem"])
                     parts.append(part)
-        decoded = decode_codes(self.model, concatenate(parts), steps, batch, self.device)
+        decoded = decode_codes(self.model, concatenate(parts), steps, batch, self.device, clip)
         labels = predict_slices(self.seg_model, decoded, batch_size=batch, device=self.device)
         for (s, phase, kind), (at, n) in spans.items():  # copies: the pass's arrays can go
             self.results.setdefault(s, {})[phase, kind] = (decoded[at:at + n, 0].copy(), labels[at:at + n].copy())
@@ -348,7 +349,10 @@ class DiffusionShard:
             del self.results[subject][phase, "volume"]  # written: free the memory
         record = {"subject": subject, "method": method, "k": k, "pad_slices": pad_slices(k),
                   "n_slices": meta["n_slices"], "n_frames": meta["n_frames"],
-                  "frames": dict(zip(PHASES, meta["frames"])), "pass": self.passes[self.pass_of[subject]]}
+                  "frames": dict(zip(PHASES, meta["frames"])), "pass": self.passes[self.pass_of[subject]],
+                  # how the codes were made and decoded: they are only valid with the same settings
+                  "ddim": {"steps": int(self.settings["ddim_steps"]), "refine": int(self.settings.get("refine", 0)),
+                           "clip_x0": bool(self.settings.get("clip_x0", True))}}
         write_json(outputs["record"], record)
         return record
 

@@ -32,9 +32,11 @@ current t, which differs by one sub-step). With this choice an eps-model that do
 not depend on x inverts exactly, so the only round-trip error is the model's
 change between x_{tau_{k-1}} and x_{tau_k}; that error shrinks with more steps or
 with ``refine`` fixed-point iterations per inversion step (off by default, as in
-the paper). Every step clips its pred_x0 to [-1, 1] and re-derives eps from it (DiffAE's
-``clip_denoised``, :func:`ddim_step`): an interpolated x_T is not the inversion of any
-image, and without the clip an imperfect model decodes it to saturated noise.
+the paper). :class:`DiffAE` clips every step's pred_x0 to [-1, 1] and re-derives eps from
+it (``clip``, DiffAE's ``clip_denoised``; the functions below default to the plain
+arithmetic, ``clip=False``): an interpolated x_T is the inversion of no image, and an
+imperfect model decodes it unclipped to saturated noise. Inversion and decoding must use
+the same ``clip``.
 Interpolation (:func:`interpolate_latents`): lerp for z_sem and z_mor, slerp for x_T.
 
 Image sizes: H and W must be divisible by ``config.multiple`` (2 ** (levels - 1)):
@@ -252,8 +254,8 @@ def ddim_sample(eps_fn: EpsFn, x_T: torch.Tensor, alphas_cumprod: torch.Tensor, 
                 clip: bool = False) -> torch.Tensor:
     """x0 from x_T by DDIM sampling: for tau_K > ... > tau_1, x <- ddim_step(x, eps_fn(x, tau_k),
     a_{tau_k}, a_{tau_{k-1}}), the last step going to a = 1 (x <- pred_x0). Exact inverse of
-    :func:`ddim_invert` when eps_fn does not depend on x (and, with ``clip``, every pred_x0
-    lies in [-1, 1])."""
+    :func:`ddim_invert` (with the same ``clip``) when eps_fn does not depend on x and x0 lies
+    in [-1, 1]: a clipped step moves pred_x0 further out on the same side on the way back."""
     ac = alphas_cumprod
     ts = ddim_timesteps(steps, len(ac))
     x = x_T

@@ -25,12 +25,21 @@ def slice_columns(n_slices: int, count: int = 3) -> list[int]:
     return sorted({int(round(v)) for v in np.linspace(first, n_slices - 2, count)})
 
 
+def between_fraction(k: int) -> float:
+    """Where the fine slice k//2 after an acquired one lies, in slice spacings: 1/2 for even k."""
+    return (k // 2) / k
+
+
 def panel_rows(acquired: np.ndarray, volumes: dict, k: int, slices) -> dict:
-    """{row name: [(image at slice j, image at j + 1/2) for j in slices]}: the acquired stack
-    (at j + 1/2 the mean of slices j and j + 1, linear's rebuild) and each method's fine-grid
-    volume (factor k), acquired (X, Y, Z) and volumes {method: (X, Y, M)}."""
+    """{row name: [(image at slice j, image at j + f) for j in slices]}, f = :func:`between_fraction`
+    (the fine slice half way to the next, or the nearest one before it for odd k): the acquired
+    stack (at j + f, linear's rebuild (1 - f) slice j + f slice j+1) and each method's
+    fine-grid volume (factor k); acquired (X, Y, Z) and volumes {method: (X, Y, M)}."""
     z = acquired.shape[-1]
-    rows = {"acquired | linear": [(acquired[..., j], 0.5 * (acquired[..., j] + acquired[..., j + 1]))
+    if any(not 0 <= j < z - 1 for j in slices):
+        raise ValueError(f"slices {list(slices)}: each needs a next slice in a stack of {z}")
+    f = between_fraction(k)
+    rows = {"acquired | linear": [(acquired[..., j], (1 - f) * acquired[..., j] + f * acquired[..., j + 1])
                                   for j in slices]}
     for method, volume in volumes.items():
         expected = (z - 1) * k + 1 + 2 * (k // 2)
@@ -42,7 +51,7 @@ def panel_rows(acquired: np.ndarray, volumes: dict, k: int, slices) -> dict:
 
 
 def generated_slices_panel(acquired: np.ndarray, volumes: dict, k: int, path, slices=None, title: str = "") -> None:
-    """Write the grid of :func:`panel_rows` (columns in pairs: slice j and j + 1/2), images in
+    """Write the grid of :func:`panel_rows` (columns in pairs: slice j and the one after), images in
     the model range [-1, 1]; slices default to :func:`slice_columns`."""
     slices = slice_columns(acquired.shape[-1]) if slices is None else list(slices)
     rows = panel_rows(acquired, volumes, k, slices)
@@ -57,7 +66,7 @@ def generated_slices_panel(acquired: np.ndarray, volumes: dict, k: int, path, sl
                 ax.set_xticks([])
                 ax.set_yticks([])
                 if r == 0:
-                    ax.set_title(f"slice {slices[c]}" + (" + 1/2" if half else ""), fontsize=8)
+                    ax.set_title(f"slice {slices[c]}" + (f" + {between_fraction(k):.2g}" if half else ""), fontsize=8)
             if c == 0:
                 axes[r, 0].set_ylabel(name, fontsize=8)
     if title:
@@ -73,21 +82,25 @@ def generated_slices_figure(results, path, methods=None, subject: str | None = N
     the subject drawn."""
     layout = Layout(results)
     recon = layout.results / "recon"
+    image_name = f"image_{phase.lower()}.nii.gz"
     if methods is None:
-        methods = sorted(p.name for p in recon.iterdir() if any(p.glob("*/image_ed.nii.gz")))
+        methods = sorted(p.name for p in recon.iterdir() if any(p.glob(f"*/{image_name}")))
     if not methods:
         raise FileNotFoundError(f"no generative reconstructions with images under {recon}")
     if subject is None:
-        common = set.intersection(*({p.parent.name for p in (recon / m).glob("*/image_ed.nii.gz")} for m in methods))
+        common = set.intersection(*({p.parent.name for p in (recon / m).glob(f"*/{image_name}")} for m in methods))
         if not common:
             raise FileNotFoundError(f"no subject reconstructed by all of {methods}")
         subject = sorted(common)[0]
-    volumes, frame, k = {}, None, None
+    volumes, grids = {}, set()
     for method in methods:
         files = layout.recon(method, subject, images=True)
         record = json.loads(files["record"].read_text())
-        frame, k = record["frames"][phase], record["k"]
+        grids.add((record["frames"][phase], record["k"]))
         volumes[method] = load_nifti(files[f"image_{phase}"], subject)[0]
+    if len(grids) != 1:
+        raise ValueError(f"{subject}: the methods' records disagree on the {phase} frame or k: {sorted(grids)}")
+    frame, k = grids.pop()
     image = load_nifti(layout.aligned(subject)["sa"], subject)[0]
     acquired = normalise_intensity(image)[..., frame]
     generated_slices_panel(acquired, volumes, k, path, title=f"{title} {subject} {phase}".strip())
