@@ -102,7 +102,8 @@ def test_the_demo_preset_holds_the_demo_values_of_today():
     assert cfg["crop"] == {"sax_size": [96, 96], "lax_size": [112, 112]}
     assert (cfg["segmentation"]["model"], cfg["segmentation"]["epochs"], cfg["segmentation"]["lr"]) == ("tiny", 60, 0.002)
     d = cfg["deeprecon"]
-    assert (d["preset"], d["gan_steps"], d["encoder_steps"], d["seg_epochs"]) == ("tiny", 150, 100, 20)
+    assert (d["preset"], d["gan_steps"], d["encoder_steps"], d["seg_epochs"]) == ("tiny", 150, 100, 60)
+    assert d["seg_epochs"] == cfg["segmentation"]["epochs"]  # Seg on G(w*) trains like DirectSeg, as in the paper
     assert d["inversion"] == {"steps": [0, 10], "lr": 0.02, "batch_size": 256}
     m = cfg["dmcvr"]
     assert (m["preset"], m["model"], m["steps"], m["ddim_steps"], m["inference_batch_size"]) == ("tiny", {"width": 8}, 120, 4, 16)
