@@ -173,12 +173,12 @@ SEG_EVAL_SUBJECTS = [s for s in EVAL_SUBJECTS if SHEET.loc[s, "split"] == "test"
 
 
 # ---- DeepRecon: StyleGAN2 latent space ----------------------------------------------------
-DEEPRECON = {"enabled": False, "preset": "tiny", "frame_stride": 1, "gan_steps": 2000, "gan_lr": 0.002,
+DEEPRECON = {"enabled": False, "preset": "tiny", "image_size": None, "frame_stride": 1, "gan_steps": 2000, "gan_lr": 0.002,
              "encoder_steps": 1000, "encoder_lr": 0.001, "batch_size": 16, "seed": 0,
              "inversion": {}, "seg_epochs": SEG["epochs"], **config.get("deeprecon", {})}
 DEEPRECON_ON = bool(DEEPRECON["enabled"]) and SEG_ON and bool(SEG_TRAIN) and bool(SEG_VAL)
 # What G and E training read (cinerecon.latent.deeprecon_files); inversion and motion are inference's
-GAN_TRAINING_KEYS = ("preset", "frame_stride", "gan_steps", "gan_lr", "batch_size", "seed", "precision")
+GAN_TRAINING_KEYS = ("preset", "image_size", "frame_stride", "gan_steps", "gan_lr", "batch_size", "seed", "precision")
 ENCODER_TRAINING_KEYS = ("preset", "frame_stride", "encoder_steps", "encoder_lr", "batch_size", "seed", "precision")
 INVERSION_STEPS = sorted(int(n) for n in DEEPRECON["inversion"].get("steps", [0, 1000, 10000]))
 DEEPRECON_VARIANTS = {n: deeprecon_variant(n) for n in INVERSION_STEPS} if DEEPRECON_ON else {}

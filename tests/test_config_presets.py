@@ -103,10 +103,11 @@ def test_the_demo_preset_holds_the_demo_values_of_today():
     assert (cfg["segmentation"]["model"], cfg["segmentation"]["epochs"], cfg["segmentation"]["lr"]) == ("tiny", 60, 0.002)
     d = cfg["deeprecon"]
     assert (d["preset"], d["gan_steps"], d["encoder_steps"], d["seg_epochs"]) == ("tiny", 150, 100, 60)
+    assert d["image_size"] == 64 and cfg["dmcvr"]["model"]["image_size"] == 64  # generative models at 64 px
     assert d["seg_epochs"] == cfg["segmentation"]["epochs"]  # Seg on G(w*) trains like DirectSeg, as in the paper
     assert d["inversion"] == {"steps": [0, 10], "lr": 0.02, "batch_size": 256}
     m = cfg["dmcvr"]
-    assert (m["preset"], m["model"], m["steps"], m["ddim_steps"], m["inference_batch_size"]) == ("tiny", {"width": 8}, 120, 4, 16)
+    assert (m["preset"], m["model"], m["steps"], m["ddim_steps"], m["inference_batch_size"]) == ("tiny", {"width": 8, "image_size": 64}, 120, 4, 16)
     assert m["refine"] == 1  # one fixed-point refinement: 4 DDIM steps round-trip at ~22 dB, not ~14
 
 
@@ -156,6 +157,7 @@ def test_paper_preset_budgets_are_paper_sized(tmp_path):
     assert d["preset"] == "paper" and d["gan_steps"] >= 100_000 and d["encoder_steps"] >= 10_000
     assert d["inversion"]["steps"] == [0, 1000, 10000]  # DeepRecon Table 1
     assert d["frame_stride"] == 1  # the paper pre-trains on every frame
+    assert d["image_size"] is None  # G at the crop's size, not the demo's 64 px
     m = cfg["dmcvr"]
     assert m["preset"] == "paper" and m["steps"] >= 100_000 and m["ddim_steps"] >= 100 and "width" not in m["model"]
     assert m["inference_batch_size"] >= 64 and cfg["batch"]["subjects_per_shard"] >= 50

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cinerecon.models.model_grid import ModelGrid
+
 log = logging.getLogger(__name__)
 
 
@@ -132,11 +134,14 @@ def invert_slices(images: np.ndarray, G, E, perceptual, spacing_mm, settings: In
     G, E, perceptual = _freeze(G.to(device)), _freeze(E.to(device)), _freeze(perceptual)
     if perceptual is not None:
         perceptual.to(device)
-    roi = roi_mask(images.shape[-2:], spacing_mm, settings.roi_radius_mm, device)
+    # crops on G's grid (deeprecon.image_size): same field of view, so coarser pixels
+    grid = ModelGrid.of(G, images.shape[-1])
+    spacing_mm = np.asarray(spacing_mm, dtype=float) * grid.pixel_scale
+    roi = roi_mask((G.resolution, G.resolution), spacing_mm, settings.roi_radius_mm, device)
     out: dict[int, list] = {}
     started = time.perf_counter()
     for i in range(0, len(images), settings.batch_size):
-        x = torch.as_tensor(images[i:i + settings.batch_size], dtype=torch.float32, device=device)
+        x = grid.to_model(images[i:i + settings.batch_size]).to(device)
         for steps, codes in invert_batch(x, G, E, perceptual, roi, settings, history).items():
             out.setdefault(steps, []).append(codes.cpu().numpy().astype(np.float32))
     seconds = time.perf_counter() - started
@@ -144,12 +149,14 @@ def invert_slices(images: np.ndarray, G, E, perceptual, spacing_mm, settings: In
     return {steps: np.concatenate(chunks) for steps, chunks in out.items()}
 
 
-def generate(G, ws: np.ndarray, batch_size: int = 64, device="cpu") -> np.ndarray:
-    """Images (N, 1, H, W) of W+ codes (N, num_ws, w_dim), constant noise."""
+def generate(G, ws: np.ndarray, batch_size: int = 64, device="cpu", crop: int | None = None) -> np.ndarray:
+    """Images (N, 1, H, W) of W+ codes (N, num_ws, w_dim), constant noise; with `crop`, on the
+    crops' grid (resampled from G's over the same field of view if G's size differs)."""
     G = _freeze(G.to(device))
+    grid = ModelGrid.of(G, crop or G.resolution)
     chunks = []
     with torch.no_grad():
         for i in range(0, len(ws), batch_size):
             w = torch.as_tensor(ws[i:i + batch_size], dtype=torch.float32, device=device)
-            chunks.append(G.synthesis(w, noise_mode="const").clamp(-1, 1).cpu().numpy())
-    return np.concatenate(chunks) if chunks else np.zeros((0, 1) + tuple(G.config.resolution for _ in range(2)))
+            chunks.append(grid.to_crop(G.synthesis(w, noise_mode="const")).clamp(-1, 1).cpu().numpy())
+    return np.concatenate(chunks) if chunks else np.zeros((0, 1, grid.crop, grid.crop), dtype=np.float32)

@@ -40,15 +40,32 @@ def _square(images) -> int:
     return h
 
 
+def _crop_size(image_paths: dict) -> int:
+    """The (square) in-plane size of the pre-training subjects' SAX crops."""
+    first = next(iter(image_paths), None)
+    if first is None:
+        raise ValueError("no pre-training subjects")
+    shape, _ = nifti_geometry(image_paths[first], first)
+    if shape[0] != shape[1]:
+        raise ValueError(f"DeepRecon needs square SAX crops (crop.sax_size), got {shape[0]}x{shape[1]}")
+    return int(shape[0])
+
+
 def train_generator_files(image_paths: dict, settings: dict, outputs: dict, device: str,
                           job: TrainingJob | None = None) -> list[dict]:
     """Train StyleGAN2 on the cine frames of the pre-training subjects (streamed from disk; the
-    run saved and resumed through `job`); write history and samples, then G last."""
+    run saved and resumed through `job`); write history and samples, then G last.
+
+    G works at `image_size` (the crop's size if unset): the crops are resampled to it over
+    the same field of view (cinerecon.models.model_grid); E, the inversion and every
+    generated slice follow G's grid, and generated slices are resampled back to the crop's."""
     job = job or TrainingJob.transient(outputs["generator"])
-    images = cine_store(job, image_paths, settings.get("frame_stride", 1))
-    config = getattr(StyleGAN2Config, settings["preset"])(resolution=_square(images))
-    log.info("StyleGAN2 %s at %d px on %d slices of %d subjects", settings["preset"], config.resolution,
-             len(images), len(image_paths))
+    crop = _crop_size(image_paths)
+    size = settings.get("image_size") or crop
+    images = cine_store(job, image_paths, settings.get("frame_stride", 1), size)
+    config = getattr(StyleGAN2Config, settings["preset"])(resolution=size)
+    log.info("StyleGAN2 %s at %d px (%s %d px crops) on %d slices of %d subjects", settings["preset"],
+             config.resolution, "the" if size == crop else "resampled from", crop, len(images), len(image_paths))
     G, history = train_stylegan2(images, config, steps=settings["gan_steps"], batch_size=settings["batch_size"],
                                  lr=settings["gan_lr"], seed=settings["seed"], device=device, log=log,
                                  state=job.state, workers=job.workers, precision=settings.get("precision", "fp32"),
@@ -91,8 +108,8 @@ def train_encoder_files(generator_path, image_paths: dict, seg_checkpoint, setti
     """Train the W+ encoder for G on the pre-training subjects' cine frames; history, then E last."""
     job = job or TrainingJob.transient(outputs["encoder"])
     G = load_generator(generator_path, device)
-    images = cine_store(job, image_paths, settings.get("frame_stride", 1))
-    _square(images)
+    _crop_size(image_paths)
+    images = cine_store(job, image_paths, settings.get("frame_stride", 1), G.resolution)  # on G's grid
     config = getattr(EncoderConfig, settings["preset"])().matched_to(G.config)
     E, history = train_encoder(G, images, config, steps=settings["encoder_steps"],
                                batch_size=settings["batch_size"], lr=settings["encoder_lr"],
@@ -158,7 +175,7 @@ def synthetic_training_set(G, latent_paths: dict, label_paths: dict, device) -> 
         lat = load_latents(path)
         lab, _, _ = load_nifti(label_paths[s], s)
         wplus = lat["wplus"].reshape(-1, *lat["wplus"].shape[2:])
-        images.append(generate(G, wplus, device=device))
+        images.append(generate(G, wplus, device=device, crop=lab.shape[0]))
         labels.append(frames_to_slices(lab, lat["frames"]).astype(np.int64))
     return np.concatenate(images), np.concatenate(labels)
 
@@ -197,7 +214,7 @@ def reconstruct_latent_subject(subject: str, latent_path, reference_image, G, se
     for i, phase in enumerate(PHASES):  # (no timings in the record: the same inputs give the same bytes)
         start = time.perf_counter()
         codes = fine_latents(torch.as_tensor(lat["wplus"][i]), k).numpy()
-        images = generate(G, codes, device=device)                     # (M, 1, X, Y)
+        images = generate(G, codes, device=device, crop=shape[0])     # (M, 1, X, Y)
         labels = predict_slices(seg_model, images, batch_size=64, device=device)
         log.info("subject %s: %s %s generated in %.2f s", subject, method, phase, time.perf_counter() - start)
         volume_affine = fine_affine(affine, k)
@@ -245,7 +262,7 @@ def heldout_latent_rows(subject: str, method: str, latent_path, image_path, labe
     z, rows = meta["n_slices"], []
     for i, phase in enumerate(PHASES):
         codes = neighbour_midpoints(torch.as_tensor(lat["wplus"][i]), lerp).numpy()
-        images = generate(G, codes, device=device) if len(codes) else np.zeros((0, 1) + meta["images"].shape[-2:])
+        images = generate(G, codes, device=device, crop=meta["images"].shape[-1])
         labels = predict_slices(seg_model, images, batch_size=64, device=device)
         rows.append(heldout_rows(subject, method, phase, images[:, 0], labels, meta["images"][i * z:(i + 1) * z, 0],
                                  meta["labels"][i * z:(i + 1) * z]))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -24,11 +23,10 @@ from cinerecon.io.nifti import nifti_geometry, save_nifti
 from cinerecon.latent.interpolate import fine_latents, lerp, slerp
 from cinerecon.latent.pretraining import cine_store
 from cinerecon.metrics.heldout import heldout_rows, neighbour_midpoints
-from cinerecon.models.diffusion import (DiffAE, DiffusionConfig, morphology_latent, resample_fov, save_diffae,
-                                        train_diffae)
+from cinerecon.models.diffusion import DiffAE, DiffusionConfig, morphology_latent, save_diffae, train_diffae
+from cinerecon.models.model_grid import ModelGrid, round_up
 from cinerecon.models.resume import TrainingJob
 from cinerecon.models.train_seg import predict_slices
-from cinerecon.models.unet import pad_to_multiple
 
 log = logging.getLogger(__name__)
 PHASES = ("ED", "ES")
@@ -38,16 +36,12 @@ DIFFUSION_METHODS = ("dmcvr", "diffae")
 COMBINE = {"z_sem": lerp, "z_mor": lerp, "x_T": slerp}
 
 
-def _round_up(size: int, multiple: int) -> int:
-    return -(-size // multiple) * multiple
-
-
 def morphology_shape(seg_model, image_size: int) -> tuple[int, int]:
     """(channels, downsampling factor) of the segmentation network's bottleneck, z_mor, for
     slices of `image_size` (padded to the network's multiple, as morphology_latent does)."""
     device = next(seg_model.parameters()).device
     z = morphology_latent(seg_model, torch.zeros(1, 1, image_size, image_size, device=device))
-    seen = _round_up(image_size, getattr(getattr(seg_model, "config", None), "multiple", 1))
+    seen = round_up(image_size, getattr(getattr(seg_model, "config", None), "multiple", 1))
     return int(z.shape[1]), max(1, seen // int(z.shape[-1]))
 
 
@@ -58,49 +52,10 @@ def model_size(settings: dict, crop_size: int) -> int:
     preset = getattr(DiffusionConfig, settings["preset"])(**overrides)
     size = settings.get("model", {}).get("image_size")
     if size is None:
-        size = preset.image_size if settings["preset"] == "paper" else _round_up(crop_size, preset.multiple)
+        size = preset.image_size if settings["preset"] == "paper" else round_up(crop_size, preset.multiple)
     if size % preset.multiple:
         raise ValueError(f"dmcvr.model.image_size {size} is not a multiple of the denoiser's {preset.multiple}")
     return int(size)
-
-
-@dataclass(frozen=True)
-class ModelGrid:
-    """How square crops map onto the denoiser's image grid and back.
-
-    When the model's size is the crop rounded up to the denoiser's multiple, slices are
-    replicate-padded to it (and cropped back); otherwise (DMCVR's published 256 px on
-    UK Biobank's ~96-128 px crops) they are resampled over the same field of view
-    (:func:`cinerecon.models.diffusion.resample_fov`) and resampled back, so a decoded
-    slice lies exactly on its crop's pixel grid: no shift, the same affine.
-    """
-
-    crop: int
-    size: int
-    multiple: int = 1
-
-    @property
-    def resampled(self) -> bool:
-        return self.size != _round_up(self.crop, self.multiple)
-
-    def to_model(self, images) -> torch.Tensor:
-        x = images.float() if torch.is_tensor(images) else torch.as_tensor(np.asarray(images, dtype=np.float32))
-        if x.shape[-1] != self.crop or x.shape[-2] != self.crop:
-            raise ValueError(f"expected {self.crop} x {self.crop} crops, got {tuple(x.shape[-2:])}")
-        if self.resampled:
-            return resample_fov(x, self.size).clamp(-1, 1)
-        return pad_to_multiple(x, self.multiple)[0]
-
-    def to_crop(self, x: torch.Tensor) -> torch.Tensor:
-        if self.resampled:
-            return resample_fov(x, self.crop)
-        top = (x.shape[-2] - self.crop) // 2
-        left = (x.shape[-1] - self.crop) // 2
-        return x[..., top:top + self.crop, left:left + self.crop]
-
-    @classmethod
-    def of(cls, model: DiffAE, crop: int) -> "ModelGrid":
-        return cls(crop, model.config.image_size, model.config.multiple)
 
 
 def diffusion_config(settings: dict, crop_size: int, seg_model=None) -> DiffusionConfig:

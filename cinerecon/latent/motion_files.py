@@ -30,13 +30,14 @@ log = logging.getLogger(__name__)
 OUTPUTS = ("image", "labels", "curves", "record", "figure")
 
 
-def _load_cine(subject: str, path, resolution: int):
+def _load_cine(subject: str, path, crop: int | None = None):
+    """A normalised SAX cine; `crop`: the in-plane size it must have (that of the other cine)."""
     image, affine, header = load_nifti(path, subject)
     if image.ndim != 4 or image.shape[3] < 1:
         raise InputError(subject, path, f"need a 4D SAX cine (X, Y, Z, T), got shape {image.shape}")
-    if image.shape[:2] != (resolution, resolution):
-        raise InputError(subject, path, f"in-plane size {image.shape[:2]} differs from the generator's "
-                                        f"{resolution} x {resolution} (crop.sax_size)")
+    if image.shape[0] != image.shape[1] or (crop is not None and image.shape[:2] != (crop, crop)):
+        raise InputError(subject, path, f"in-plane size {image.shape[:2]}: motion adaptation needs square crops "
+                                        f"of one size (crop.sax_size)")
     try:
         normalised = normalise_intensity(image)
     except ValueError as exc:
@@ -77,9 +78,9 @@ def adapt_subject_motion(source: str, target: str, image_paths: dict, G, E, perc
         raise ValueError(f"frame_stride must be >= 1, got {frame_stride}")
     started = time.perf_counter()
     label_paths = label_paths or {}
-    resolution = G.config.resolution
-    src_image, src_affine, _ = _load_cine(source, image_paths[source], resolution)
-    tgt_image, tgt_affine, tgt_header = _load_cine(target, image_paths[target], resolution)
+    src_image, src_affine, _ = _load_cine(source, image_paths[source])
+    crop = src_image.shape[0]
+    tgt_image, tgt_affine, tgt_header = _load_cine(target, image_paths[target], crop)
     n_src, n_tgt = src_image.shape[3], tgt_image.shape[3]
     frames = list(range(0, n_tgt, frame_stride))
     fractions = [f / n_tgt for f in frames]
@@ -102,7 +103,7 @@ def adapt_subject_motion(source: str, target: str, image_paths: dict, G, E, perc
 
     # One generate + Seg pass over source, target and adapted codes.
     images = generate(G, np.concatenate([w_src.reshape(-1, *w.shape[1:]), w_tgt.reshape(-1, *w.shape[1:]),
-                                         adapted.reshape(-1, *w.shape[1:])]), device=device)
+                                         adapted.reshape(-1, *w.shape[1:])]), device=device, crop=crop)
     labels = predict_slices(seg_model, images, device=device)
     cut = np.cumsum([len(frames) * z_src, len(frames) * z_tgt])
     parts = {name: (images[a:b, 0], labels[a:b], z) for name, a, b, z in

@@ -13,33 +13,43 @@ import logging
 
 import numpy as np
 
-from cinerecon.io.nifti import load_nifti
+from cinerecon.io.nifti import InputError, load_nifti
 from cinerecon.models.data import frames_to_slices, normalise_intensity
+from cinerecon.models.model_grid import ModelGrid
 from cinerecon.models.resume import TrainingJob
 from cinerecon.models.slice_store import SliceStore, cached_stores, write_store
 
 log = logging.getLogger(__name__)
 
 
-def subject_cine_slices(subject: str, path, frame_stride: int = 1) -> np.ndarray:
-    """Every `frame_stride`-th frame of every slice of one subject, (N, 1, X, Y) in [-1, 1]."""
+def subject_cine_slices(subject: str, path, frame_stride: int = 1, size: int | None = None) -> np.ndarray:
+    """Every `frame_stride`-th frame of every slice of one subject, (N, 1, X, Y) in [-1, 1];
+    with `size`, square crops resampled to size x size over the same field of view (a model
+    grid, cinerecon.models.model_grid)."""
     image, _, _ = load_nifti(path, subject)
     frames = range(0, image.shape[3], frame_stride)
-    return frames_to_slices(normalise_intensity(image), frames)[:, None].astype(np.float32, copy=False)
+    slices = frames_to_slices(normalise_intensity(image), frames)[:, None].astype(np.float32, copy=False)
+    if size is None or slices.shape[-2:] == (size, size):
+        return slices
+    if slices.shape[-1] != slices.shape[-2]:
+        raise InputError(subject, path, f"a model grid needs square SAX crops (crop.sax_size), got "
+                                        f"{slices.shape[-2]}x{slices.shape[-1]}")
+    return ModelGrid(slices.shape[-1], size).to_model(slices).numpy()
 
 
-def cine_store(job: TrainingJob, image_paths: dict, frame_stride: int = 1) -> SliceStore:
+def cine_store(job: TrainingJob, image_paths: dict, frame_stride: int = 1, size: int | None = None) -> SliceStore:
     """The pre-training slices of `image_paths` ({subject: SAX cine}) in the job's data folder,
-    written once per fingerprint (a restarted job reuses them). Stored as float16: half the
-    disk of float32 for millions of slices, and 11 bits of precision over [-1, 1] (steps of
-    at most 0.0005) are finer than the models can tell apart; batches are read as float32."""
+    written once per fingerprint (a restarted job reuses them), resampled to `size` if given.
+    Stored as float16: half the disk of float32 for millions of slices, and 11 bits of
+    precision over [-1, 1] (steps of at most 0.0005) are finer than the models can tell
+    apart; batches are read as float32."""
     def build(folder):
-        chunks = (subject_cine_slices(s, path, frame_stride) for s, path in image_paths.items())
+        chunks = (subject_cine_slices(s, path, frame_stride, size) for s, path in image_paths.items())
         write_store(folder / "images.bin", chunks, np.float16, meta={"subjects": len(image_paths)})
         return ["images"]
 
     if not image_paths:
         raise ValueError("no pre-training subjects")
     log.info("pre-training subjects (%d): %s", len(image_paths), " ".join(image_paths))
-    key = f"{job.fingerprint}:cine:{frame_stride}"
+    key = f"{job.fingerprint}:cine:{frame_stride}" + (f":{size}px" if size else "")
     return cached_stores(job.data_folder, key, build)["images"]

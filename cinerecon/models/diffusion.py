@@ -65,6 +65,7 @@ from .resume import TrainingState, restore, snapshot
 from .slice_store import BatchPlan, batches
 from .runtime import Precision, seeded
 from .train_seg import _logger
+from .model_grid import resample_fov  # noqa: F401  (re-exported)
 from .unet import pad_to_multiple
 from ..latent.interpolate import lerp, slerp  # noqa: F401  (re-exported: the DMCVR interpolation)
 
@@ -506,18 +507,6 @@ class SemanticEncoder(nn.Module):
                 h = blocks["downsample"](h)
         h = self.mid[2](self.mid[1](self.mid[0](h)))
         return self.head(h)
-
-
-def resample_fov(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Square slices (N, C, h, h) resampled to (N, C, size, size) over the same field of view:
-    pixel i of either grid is centred at (i + 0.5) / n of the field (bilinear, align_corners
-    False; antialiased when shrinking), so nothing shifts between the crop's grid and the
-    model's. Identity when the size is unchanged."""
-    if x.shape[-1] == size and x.shape[-2] == size:
-        return x
-    shrink = size < x.shape[-1]
-    out = F.interpolate(x.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)
-    return out.to(x.dtype)
 
 
 @torch.no_grad()
