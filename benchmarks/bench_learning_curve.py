@@ -14,7 +14,10 @@ configuration and the commit); a budget kept from the same configuration and cle
 is not run again.
 
 --size 64 acquires the cohort at 2.74 mm pixels and crops 64 px (the demo's 96 px field of
-view at two thirds the resolution), 2.25x fewer pixels for every model. Prints, per budget
+view at two thirds the resolution): the generative models work at 64 px as in the demo
+(deeprecon.image_size, dmcvr.model.image_size), and the segmentation network, alignment and
+baselines get 2.25x fewer pixels too. --size 96 is the demo's acquisition (--set
+deeprecon.image_size=null etc. for generative models at the crop's size). Prints, per budget
 and method: held-out-slice PSNR, SSIM and Dice LVC (the rebuilt middle of three acquired
 slices), PSNR of the rebuilt acquired slices, LAX Dice LVC and truth Dice LVC, and the
 training seconds; writes the same to
