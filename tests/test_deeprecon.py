@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from cinerecon.baselines.grid import acquired_index
-from cinerecon.io.nifti import load_nifti, save_nifti
+from cinerecon.io.nifti import InputError, load_nifti, save_nifti
 from cinerecon.latent.deeprecon import InversionSettings, generate, invert_batch, invert_slices, local_ncc, roi_mask
 from cinerecon.latent.deeprecon_files import (load_latents, reconstruct_latent_subject, save_latents,
                                               train_encoder_files, train_generator_files)
@@ -160,3 +160,7 @@ def test_g_and_e_train_on_the_image_size_over_the_crops_field_of_view(tmp_path):
     with pytest.raises(ValueError, match="square SAX crops"):
         save_nifti(tmp_path / "C.nii.gz", image[:, :20], np.eye(4))
         train_generator_files({"C": tmp_path / "C.nii.gz"}, settings, g_out, "cpu")
+    # a subject of another crop size is refused, not silently resampled
+    save_nifti(tmp_path / "D.nii.gz", image[:20, :20], np.eye(4))
+    with pytest.raises(InputError, match="subject D: .*D.nii.gz.*20x20.*24 x 24"):
+        train_generator_files({**paths, "D": tmp_path / "D.nii.gz"}, settings, g_out, "cpu")

@@ -13,7 +13,7 @@ import logging
 
 import numpy as np
 
-from cinerecon.io.nifti import InputError, load_nifti
+from cinerecon.io.nifti import InputError, load_nifti, nifti_geometry
 from cinerecon.models.data import frames_to_slices, normalise_intensity
 from cinerecon.models.model_grid import ModelGrid
 from cinerecon.models.resume import TrainingJob
@@ -22,19 +22,21 @@ from cinerecon.models.slice_store import SliceStore, cached_stores, write_store
 log = logging.getLogger(__name__)
 
 
-def subject_cine_slices(subject: str, path, frame_stride: int = 1, size: int | None = None) -> np.ndarray:
+def subject_cine_slices(subject: str, path, frame_stride: int = 1, size: int | None = None,
+                        crop: int | None = None) -> np.ndarray:
     """Every `frame_stride`-th frame of every slice of one subject, (N, 1, X, Y) in [-1, 1];
-    with `size`, square crops resampled to size x size over the same field of view (a model
-    grid, cinerecon.models.model_grid)."""
+    with `size`, square `crop` x `crop` slices (the pre-training subjects' crop size)
+    resampled to size x size over the same field of view (cinerecon.models.model_grid)."""
     image, _, _ = load_nifti(path, subject)
     frames = range(0, image.shape[3], frame_stride)
     slices = frames_to_slices(normalise_intensity(image), frames)[:, None].astype(np.float32, copy=False)
-    if size is None or slices.shape[-2:] == (size, size):
+    if size is None:
         return slices
-    if slices.shape[-1] != slices.shape[-2]:
-        raise InputError(subject, path, f"a model grid needs square SAX crops (crop.sax_size), got "
-                                        f"{slices.shape[-2]}x{slices.shape[-1]}")
-    return ModelGrid(slices.shape[-1], size).to_model(slices).numpy()
+    crop = crop or slices.shape[-1]
+    if slices.shape[-2:] != (crop, crop):
+        raise InputError(subject, path, f"in-plane size {slices.shape[-2]}x{slices.shape[-1]}: the pre-training "
+                                        f"slices must be square crops of one size, {crop} x {crop} (crop.sax_size)")
+    return ModelGrid(crop, size).to_model(slices).numpy()
 
 
 def cine_store(job: TrainingJob, image_paths: dict, frame_stride: int = 1, size: int | None = None) -> SliceStore:
@@ -44,7 +46,9 @@ def cine_store(job: TrainingJob, image_paths: dict, frame_stride: int = 1, size:
     precision over [-1, 1] (steps of at most 0.0005) are finer than the models can tell
     apart; batches are read as float32."""
     def build(folder):
-        chunks = (subject_cine_slices(s, path, frame_stride, size) for s, path in image_paths.items())
+        first = next(iter(image_paths))
+        crop = nifti_geometry(image_paths[first], first)[0][0] if size else None
+        chunks = (subject_cine_slices(s, path, frame_stride, size, crop) for s, path in image_paths.items())
         write_store(folder / "images.bin", chunks, np.float16, meta={"subjects": len(image_paths)})
         return ["images"]
 
