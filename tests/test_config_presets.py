@@ -98,7 +98,7 @@ def test_the_demo_preset_holds_the_demo_values_of_today():
     cfg = resolve_config({}, PRESETS)
     assert cfg["results"] == "results" and cfg["cohort"]["kind"] == "synthetic"
     assert cfg["cohort"]["synthetic"]["n_subjects"] == 10 and cfg["cohort"]["synthetic"]["seed"] == 2026
-    assert cfg["batch"] == {"subjects_per_shard": 4}
+    assert cfg["batch"] == {"subjects_per_shard": 5}
     assert cfg["crop"] == {"sax_size": [96, 96], "lax_size": [112, 112]}
     assert (cfg["segmentation"]["model"], cfg["segmentation"]["epochs"], cfg["segmentation"]["lr"]) == ("tiny", 60, 0.002)
     d = cfg["deeprecon"]
