@@ -53,6 +53,8 @@ def budget_config(b: int, args, base: dict) -> dict:
     """The --configfile of budget b (merged over the demo preset by the pipeline)."""
     config = {"results": str(args.out / "results"),
               "cohort": {"synthetic": {"n_subjects": args.subjects}},
+              # fixed, not the demo's: which slices share a batch moves the last digits
+              "batch": {"subjects_per_shard": 4},
               "deeprecon": {"enabled": "deeprecon" in args.methods,
                             "gan_steps": base["gan_steps"] * b, "encoder_steps": base["encoder_steps"] * b,
                             "inversion": {"steps": [0, base["inversion_steps"] * b]}},
