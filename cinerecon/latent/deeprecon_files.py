@@ -33,8 +33,9 @@ PHASES = ("ED", "ES")
 
 
 # ---- pre-training ------------------------------------------------------------------------
-def _square(images) -> int:
-    h, w = images.shape[-2:]
+def _square(shape) -> int:
+    """The side of square slices of `shape` (..., H, W)."""
+    h, w = shape[-2:]
     if h != w:
         raise ValueError(f"DeepRecon needs square SAX crops (crop.sax_size), got {h}x{w}")
     return h
@@ -46,9 +47,7 @@ def _crop_size(image_paths: dict) -> int:
     if first is None:
         raise ValueError("no pre-training subjects")
     shape, _ = nifti_geometry(image_paths[first], first)
-    if shape[0] != shape[1]:
-        raise ValueError(f"DeepRecon needs square SAX crops (crop.sax_size), got {shape[0]}x{shape[1]}")
-    return int(shape[0])
+    return int(_square(shape[:2]))
 
 
 def train_generator_files(image_paths: dict, settings: dict, outputs: dict, device: str,
@@ -108,7 +107,6 @@ def train_encoder_files(generator_path, image_paths: dict, seg_checkpoint, setti
     """Train the W+ encoder for G on the pre-training subjects' cine frames; history, then E last."""
     job = job or TrainingJob.transient(outputs["encoder"])
     G = load_generator(generator_path, device)
-    _crop_size(image_paths)
     images = cine_store(job, image_paths, settings.get("frame_stride", 1), G.resolution)  # on G's grid
     config = getattr(EncoderConfig, settings["preset"])().matched_to(G.config)
     E, history = train_encoder(G, images, config, steps=settings["encoder_steps"],

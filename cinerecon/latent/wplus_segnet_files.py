@@ -50,7 +50,7 @@ def train_wplus_segnet_files(latent_paths_train: dict, label_paths_train: dict, 
     job = job or TrainingJob.transient(outputs["model"])
     tc, tl = code_label_set(latent_paths_train, label_paths_train)
     vc, vl = code_label_set(latent_paths_val, label_paths_val)
-    config = getattr(WPlusSegNetConfig, settings["model"])(resolution=_square(tl), num_ws=tc.shape[1],
+    config = getattr(WPlusSegNetConfig, settings["model"])(resolution=_square(tl.shape), num_ws=tc.shape[1],
                                                            w_dim=tc.shape[2])
     log.info("W+SegNet %s at %d px on %d codes (%d validation)", settings["model"], config.resolution,
              len(tc), len(vc))
