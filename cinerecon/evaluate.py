@@ -48,7 +48,7 @@ def lax_phase_frames(lax_labels: np.ndarray, lax_affine, record: dict) -> dict:
         return {}
 
 
-LAX_ROW_COLUMNS = ["subject", "method", "phase", "view", "structure", "dice", "coverage", "n_ref_pixels"]
+LAX_ROW_COLUMNS = ["subject", "method", "phase", "view", "structure", "dice", "dice_full", "coverage", "n_ref_pixels"]
 
 
 def lax_rows(subject: str, method: str, recon_paths: dict, record_path, lax_label_paths: dict,

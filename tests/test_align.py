@@ -11,6 +11,7 @@ from cinerecon.align.region import heart_regions
 from cinerecon.io.subject import VIEWS
 from cinerecon.synth.cohort import generate_subject
 from cinerecon.synth.scanner import AcquisitionConfig
+from conftest import SMALL
 
 LAX = [v for v in VIEWS if v != "sa"]
 
@@ -39,13 +40,18 @@ def residual_rms(estimate, truth, labels):
 
 
 @pytest.fixture(scope="module")
-def shifted(synth_subject):
-    return subject_data(synth_subject)
+def shifted(synth_subject, smooth_subject):
+    return {"realistic": subject_data(synth_subject), "smooth": subject_data(smooth_subject)}
 
 
-@pytest.mark.parametrize("method, limit", [("intensity", 1.0), ("labels", 1.0)])
-def test_estimated_shifts_recover_truth(shifted, method, limit):
-    d = shifted
+# smooth: in-plane shifts alone, exactly recoverable; realistic: through-plane shifts and
+# rotations no in-plane shift undoes. (The label-based estimator on the realistic phantom's
+# labels, drawn by different annotators under different LAX and SAX protocols, is left
+# ~3 mm off: use `intensity` there, as on real data.)
+@pytest.mark.parametrize("phantom, method, limit", [("smooth", "intensity", 1.0), ("smooth", "labels", 1.0),
+                                                    ("realistic", "intensity", 1.5)])
+def test_estimated_shifts_recover_truth(shifted, phantom, method, limit):
+    d = shifted[phantom]
     result = estimate_shifts(method, d["sa"], d["affine"], d["laxes"], d["labels"], d["lax_labels"])
     est, warnings = result.shifts, result.warnings
     uncorrected = residual_rms(np.zeros_like(est), d["truth"], d["labels"])
@@ -55,18 +61,34 @@ def test_estimated_shifts_recover_truth(shifted, method, limit):
     assert not [w for w in warnings if "LAX" in w]
 
 
+@pytest.fixture(scope="module")
+def unshifted_smooth(tmp_path_factory):
+    acq = AcquisitionConfig.from_dict({"phantom": "smooth", **SMALL, "sax_shift_rms_mm": 0.0, "lax_shift_rms_mm": 0.0})
+    return subject_data(generate_subject("SYN0001", 5, 1, tmp_path_factory.mktemp("still"), acq))
+
+
 @pytest.mark.parametrize("method", ["intensity", "labels"])
-def test_unshifted_stack_stays_put(unshifted_subject, method):
+def test_unshifted_stack_stays_put(unshifted_smooth, method):
     # no worse than uncorrected: shifts that barely lower the mismatch are not applied
-    d = subject_data(unshifted_subject)
+    d = unshifted_smooth
     result = estimate_shifts(method, d["sa"], d["affine"], d["laxes"], d["labels"], d["lax_labels"])
     assert not result.shifts.any()
     assert any("stack left as acquired" in w for w in result.warnings)
     assert set(result.confidence) == {"none"}
 
 
+def test_unshifted_realistic_stack_moves_little(unshifted_subject):
+    """The realistic phantom's richer images (texture, trabeculae, flow, banding) pull the
+    estimates off zero a little, most at the apex: measured, not hidden."""
+    d = subject_data(unshifted_subject)
+    result = estimate_shifts("intensity", d["sa"], d["affine"], d["laxes"])
+    heart = np.flatnonzero((d["labels"][..., 0] > 0).any(axis=(0, 1)))
+    moved = np.linalg.norm(result.shifts[heart], axis=1)
+    assert np.sqrt((moved**2).mean()) < 1.0 and moved.max() < 3.0
+
+
 def test_degrades_gracefully(shifted):
-    d = shifted
+    d = shifted["realistic"]
     none = estimate_shifts("intensity", d["sa"], d["affine"], {})
     assert not none.shifts.any() and "no LAX view" in none.warnings[0]
     one = estimate_shifts("intensity", d["sa"], d["affine"], {"la_4ch": d["laxes"]["la_4ch"]})
@@ -156,21 +178,24 @@ def test_heart_regions_follow_the_moving_slices():
     assert not regions[:, :, 6:].any()                  # nothing moves within reach
 
 
-@pytest.mark.parametrize("knobs", [
-    dict(n_frames=12),                                              # few frames
-    dict(lv_aspect_range=(2.0, 2.4), wall_range=(4.0, 6.0)),        # round, thin-walled hearts
-    dict(lax_shift_rms_mm=4.0, pixel_mm=1.5, sax_matrix=(128, 120)),  # shifted LAX views, finer pixels
-], ids=["12-frames", "round-thin-wall", "lax-shifted"])
-def test_alignment_holds_on_unfamiliar_data(tmp_path, knobs):
-    # known answer: the generator's true shifts; apical slices have small sections
-    acq = AcquisitionConfig(**{**dict(n_frames=20, sax_matrix=(112, 112), lax_matrix=(120, 120)), **knobs})
+@pytest.mark.parametrize("knobs, limit", [
+    (dict(n_frames=12), 0.5),                                              # few frames
+    (dict(lv_aspect_range=(2.0, 2.4), wall_range=(4.0, 6.0)), 0.5),        # round, thin-walled hearts
+    (dict(lax_shift_rms_mm=4.0, pixel_mm=1.5, sax_matrix=(128, 120)), 0.5),  # shifted LAX views, finer pixels
+    (dict(phantom="realistic"), 1.5),  # through-plane and rotational motion: no shift undoes all of it
+], ids=["12-frames", "round-thin-wall", "lax-shifted", "realistic"])
+def test_alignment_holds_on_unfamiliar_data(tmp_path, knobs, limit):
+    # known answer: the generator's true shifts (the LV axis's in-plane move per slice); the
+    # smooth phantom's slices move in-plane only, so there the shift is exactly recoverable
+    acq = AcquisitionConfig.from_dict({"phantom": "smooth", "n_frames": 20, "sax_matrix": (112, 112),
+                                       "lax_matrix": (120, 120), **knobs})
     d = subject_data(generate_subject("S", 31, 2, tmp_path, acq))
     result = estimate_shifts("intensity", d["sa"], d["affine"], d["laxes"])
     heart = np.flatnonzero((d["labels"][..., 0] > 0).any(axis=(0, 1)))
     r = (result.shifts - d["truth"])[heart]
     r = np.sqrt(((r - r.mean(0)) ** 2).sum(1))
     apical = r[2 * len(heart) // 3:]
-    assert np.sqrt((r**2).mean()) < 0.5 and np.sqrt((apical**2).mean()) < 1.0
+    assert np.sqrt((r**2).mean()) < limit and np.sqrt((apical**2).mean()) < 2 * limit
     assert np.all(result.sd_mm[heart] > 0) and np.all(np.isfinite(result.sd_mm))
 
 

@@ -35,6 +35,7 @@ def test_plane_through_sphere_matches_analytic_disc():
     rows = {r["structure"]: r for r in lax_dice_rows(labels, affine, disc, plane, view="x")}
     assert rows["LVC"]["dice"] > 0.95
     assert rows["LVC"]["coverage"] == pytest.approx(1.0)
+    assert rows["LVC"]["dice_full"] == rows["LVC"]["dice"]  # fully covered: the protocols agree
     assert np.isnan(rows["RVC"]["dice"]) and rows["RVC"]["n_ref_pixels"] == 0
     # atria in the LAX labels are background for the SAX-derived comparison
     with_atrium = disc.copy()
@@ -59,6 +60,8 @@ def test_coverage_counts_only_the_stack_region():
     row = lax_dice_rows(top_half, top_affine, disc, plane)[0]
     assert row["coverage"] == pytest.approx(0.5, abs=0.05)
     assert row["dice"] > 0.92  # judged only where the stack reaches (1.8 mm voxels)
+    # the papers' protocol: the uncovered half is missed, Dice = 2 x 0.5 / (0.5 + 1) = 2/3
+    assert row["dice_full"] == pytest.approx(2 / 3, abs=0.03)
 
 
 def test_truth_rows_perfect_and_shifted():

@@ -55,12 +55,24 @@ def test_lax_dice_table_known_answer_and_order():
     table = lax_dice_table(rows, "LVC")
     assert list(table.index) == ["sdf", "nn"]  # first appearance, not alphabetical
     assert table.index.name == "method"
-    assert list(table.columns) == ["average", "2ch", "3ch", "4ch"]
+    assert list(table.columns) == ["protocol", "average", "2ch", "3ch", "4ch"]
+    assert set(table["protocol"]) == {"covered"}
     # per-subject averages 0.8 and 0.6 -> 0.7 (sd sqrt(0.02) = 0.141)
-    assert table.loc["sdf"].tolist() == ["0.700 (0.141)", "0.800 (0.141)", "0.700 (0.141)", "0.600 (0.141)"]
+    assert table.loc["sdf"].tolist()[1:] == ["0.700 (0.141)", "0.800 (0.141)", "0.700 (0.141)", "0.600 (0.141)"]
     assert table.loc["nn", "average"] == "0.400 (0.141)"
     assert list(lax_dice_table(rows, method_order=["nn", "sdf", "cpd"]).index) == ["nn", "sdf"]
-    assert lax_dice_table(rows, "RVC").loc["sdf"].tolist() == ["0.100 (-)"] * 4
+    assert lax_dice_table(rows, "RVC").loc["sdf"].tolist()[1:] == ["0.100 (-)"] * 4
+
+
+def test_lax_dice_tables_in_both_protocols():
+    rows = lax_rows({"nn": {"A": (0.9, 0.8, 0.7), "B": (0.7, 0.6, 0.5)}})
+    rows["dice_full"] = rows["dice"] - 0.1  # what the stack leaves uncovered costs 0.1
+    whole = lax_dice_table(rows, protocol="whole")
+    assert whole.loc["nn", "protocol"] == "whole" and whole.loc["nn", "average"] == "0.600 (0.141)"
+    assert lax_dice_table(rows).loc["nn", "average"] == "0.700 (0.141)"
+    numeric = lax_dice_numeric(rows)
+    assert list(numeric["protocol"]) == ["covered", "whole"]
+    assert numeric["average_mean"].tolist() == pytest.approx([0.7, 0.6])
 
 
 def test_lax_dice_average_pools_phases_and_skips_nan_views():

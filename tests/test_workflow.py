@@ -245,7 +245,9 @@ def test_tiny_synthetic_cohort_end_to_end(tiny_run):
     assert set(lax_rows["subject"]) == {"SYN0001"}
     # the papers' Table 2 shape: rows methods, columns average, 2ch, 3ch, 4ch
     lax = pd.read_csv(results / "tables/lax_dice_LVC.csv")
-    assert list(lax.columns) == ["method", "average", "2ch", "3ch", "4ch"]
+    assert list(lax.columns) == ["method", "protocol", "average", "2ch", "3ch", "4ch"]
+    whole = pd.read_csv(results / "tables/lax_dice_whole_LVC.csv")
+    assert set(lax["protocol"]) == {"covered"} and set(whole["protocol"]) == {"whole"}
     assert list(lax["method"]) == ["nn", "linear", "sdf", "cpd", "deeprecon_no", "deeprecon_5", "dmcvr", "diffae"]
     truth = pd.read_parquet(results / "tables/truth_metrics_numeric.parquet")
     lvc = truth[(truth["structure"] == "LVC") & (truth["metric"] == "dice")]

@@ -22,6 +22,7 @@ from cinerecon.io.nifti import save_nifti
 from cinerecon.labels import LAX_CONVENTIONS, LAX_VIEWS, RVC, lax_conventions, lax_value_table
 from cinerecon.synth import heart as H
 from cinerecon.synth import scanner as S
+from cinerecon.synth.annotation import annotate
 
 SPLITS = ("train", "val", "test")
 
@@ -49,11 +50,15 @@ class LabelPlan:
             return []
         return ["sa"] + [f"la_{v}" for v in LAX_VIEWS if LAX_CONVENTIONS[self.lax[v]][v]]
 
+    def frames_labelled(self, n_frames: int, es_frame: int) -> list[int]:
+        return [0, es_frame] if self.frames == "ed_es" else list(range(n_frames))
+
     def file_labels(self, labels: np.ndarray, view: str, es_frame: int) -> np.ndarray:
         """A view's (X, Y, Z, T) labels in pipeline values -> what its label file holds."""
         out = labels.copy()
         if self.frames == "ed_es":
-            out[..., [t for t in range(out.shape[3]) if t not in (0, es_frame)]] = 0
+            kept = self.frames_labelled(out.shape[3], es_frame)
+            out[..., [t for t in range(out.shape[3]) if t not in kept]] = 0
         if view != "sa":  # pipeline values -> the file convention's (others become background)
             lax_view = view.removeprefix("la_")
             out = lax_value_table(self.lax[lax_view], lax_view, to_file=True)[out]
@@ -173,7 +178,7 @@ def generate_subject(subject: str, cohort_seed: int, index: int, out_dir,
     out = Path(out_dir)
     anatomy_rng = subject_rng(cohort_seed, index, 0)
     params = H.sample_params(anatomy_rng, acq.n_frames, acq.impaired_fraction, acq.lv_edv_range,
-                             acq.lv_aspect_range, acq.wall_range)
+                             acq.lv_aspect_range, acq.wall_range, acq.anatomy())
     model = H.HeartModel(params)
     plan_rng = subject_rng(cohort_seed, index, 1)
     body = S.Body(plan_rng, model.centre_world())
@@ -184,6 +189,17 @@ def generate_subject(subject: str, cohort_seed: int, index: int, out_dir,
     planes = [S.plan_sax(model, acq, plan_rng)]
     planes += [S.plan_lax(model, view, acq, plan_rng) for view in LAX_VIEWS]
     noise_rng = subject_rng(cohort_seed, index, 2)
+    # the realistic phantom's draws have their own stream: the smooth phantom's stay as they were
+    detail_rng = subject_rng(cohort_seed, index, 3)
+    detail = S.ImageDetail(detail_rng, acq, model.centre_world())
+    for plane in planes:
+        through = acq.sax_through_plane_rms_mm if plane.name == "sa" else acq.lax_through_plane_rms_mm
+        plane.breath_hold(detail_rng, through, acq.rotation_rms_deg, model.centre_world())
+
+    annotator_rng = subject_rng(cohort_seed, index, 4)
+
+    def coil(points):  # receive-coil bias and the off-resonance band, both static in the scanner
+        return bias(points) * detail.band(points)
     frames = range(acq.n_frames)
 
     phen = true_phenotypes(model)
@@ -195,20 +211,32 @@ def generate_subject(subject: str, cohort_seed: int, index: int, out_dir,
         images = np.empty(plane.shape + (plane.n_slices, acq.n_frames), dtype=np.int16)
         labels = np.empty(plane.shape + (plane.n_slices, acq.n_frames), dtype=np.uint8)
         for k in range(plane.n_slices):
-            clean, lab = S.render_plane(model, body, plane, k, lut, frames, acq.profile_samples)
-            images[:, :, k] = S.finish_image(clean, plane.affine, k, bias, noise_rng, acq.noise_sigma)
+            table = H.MUSCLES_AS_MYOCARDIUM if acq.lax_muscles_as_myocardium and plane.name != "sa" else None
+            clean, lab = S.render_plane(model, body, plane, k, lut, frames, acq.profile_samples, detail, table)
+            images[:, :, k] = S.finish_image(clean, plane.affine, k, coil, noise_rng, acq.noise_sigma)
             if plane.name == "sa":
                 lab[lab > RVC] = 0   # SAX labels have no atria
             labels[:, :, k] = lab
             world = S.heart_displacement(plane, k)
-            shift_rows.append({"view": plane.name, "slice": k, "dx_mm": plane.shifts_mm[k, 0],
-                               "dy_mm": plane.shifts_mm[k, 1], "x_mm": world[0],
+            # SAX: the LV axis's in-plane displacement (what alignment should find); LAX: the shift
+            dx, dy = S.axis_shift(plane, k, model.origin, model.rotation[:, 2]) if plane.name == "sa" \
+                else plane.shifts_mm[k]
+            shift_rows.append({"view": plane.name, "slice": k, "dx_mm": dx,
+                               "dy_mm": dy, "dz_mm": plane.through_mm[k],
+                               "rotation_deg": plane.rotation_deg(k), "x_mm": world[0],
                                "y_mm": world[1], "z_mm": world[2]})
         written[plane.name] = out / f"{plane.name}.nii.gz"
         save_nifti(written[plane.name], images, plane.affine, frame_s)
         if plane.name in label_views:
+            drawn = labels
+            if acq.annotation_sd_mm:  # as annotators draw them, on the frames they label
+                drawn = labels.copy()
+                for t in label_plan.frames_labelled(acq.n_frames, phen["es_frame"]):
+                    for k in range(plane.n_slices):
+                        drawn[:, :, k, t] = annotate(labels[:, :, k, t], acq.pixel_mm, acq.annotation_sd_mm,
+                                                     annotator_rng)
             written[f"label_{plane.name}"] = out / f"label_{plane.name}.nii.gz"
-            save_nifti(written[f"label_{plane.name}"], label_plan.file_labels(labels, plane.name, phen["es_frame"]),
+            save_nifti(written[f"label_{plane.name}"], label_plan.file_labels(drawn, plane.name, phen["es_frame"]),
                        plane.affine, frame_s)
 
     grid_affine, grid_shape = truth_grid(model, planes[0].affine, acq.truth_spacing_mm)

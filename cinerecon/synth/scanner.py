@@ -5,6 +5,13 @@ is perpendicular to the LV long axis (with a small planning tilt) from above the
 beyond the apex; the 2/3/4-chamber views contain the long axis at their characteristic
 angles around it. Rendering averages the anatomy over the slice profile (thick slices),
 blurs in-plane (PSF), applies a coil bias field and Rician noise.
+
+The defaults are the *realistic* phantom, calibrated so that the baselines' LAX Dice
+lands near the papers' real-data figures (README, "A phantom as hard as real data"):
+anatomical detail (heart.AnatomyDetail), a fine tissue texture, blood signal that varies
+with flow over the cycle, an off-resonance dark band, and breath-hold misalignment that
+moves slices through-plane and rotates them. `phantom: smooth` starts from the first
+wave's phantom instead (every one of those off), and any single setting can be overridden.
 """
 
 from __future__ import annotations
@@ -42,17 +49,62 @@ class AcquisitionConfig:
     lv_edv_range: tuple = (100.0, 200.0)
     lv_aspect_range: tuple = (2.8, 3.5)
     wall_range: tuple = (6.0, 12.0)
+    # Anatomical detail (heart.AnatomyDetail), drawn per subject; (0, 0) or 0 turns one off.
+    apex_power_range: tuple = (1.7, 2.6)
+    wall_ratio_range: tuple = (-0.2, 0.2)
+    base_tilt_deg_range: tuple = (8.0, 20.0)
+    tricuspid_offset_mm_range: tuple = (0.0, 5.0)
+    papillary_radius_mm_range: tuple = (3.5, 5.5)
+    rv_size_range: tuple = (1.0, 1.2)
+    rv_crescent_range: tuple = (1.3, 1.8)
+    trabeculation: float = 0.6
+    trabecular_layer_mm: float = 6.0
+    # bSSFP-like image detail (0: off)
+    tissue_texture: float = 0.06      # fine multiplicative texture of the heart's tissues
+    flow_variation: float = 0.12      # blood signal modulated by flow, over space and the cycle
+    banding_depth: float = 0.5        # one off-resonance dark band across the field of view
+    # Breath-hold misalignment beyond the in-plane shifts (0: in-plane only)
+    sax_through_plane_rms_mm: float = 3.0
+    lax_through_plane_rms_mm: float = 3.0
+    rotation_rms_deg: float = 3.0     # each slice's heart rotated about its centre
+    # SAX coverage: the first slice's distance above the mitral base centre and the last
+    # slice's beyond the epicardial apex (negative: the stack misses part of the LV there)
+    sax_first_slice_above_base_mm_range: tuple = (-12.0, 4.0)
+    sax_last_slice_past_apex_mm_range: tuple = (-15.0, 0.0)
+    # Manual labels: each label image's contours displaced smoothly by this RMS (mm), as
+    # independent annotators of the SAX stack and of each LAX view draw them (0: exact)
+    annotation_sd_mm: float = 3.0
+    # The LAX annotators' protocol: papillary muscles and trabeculae drawn as myocardium,
+    # where the SAX labels (UK Biobank's protocol) count them as blood pool
+    lax_muscles_as_myocardium: bool = True
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "AcquisitionConfig":
+        """Settings from a config mapping; `phantom: smooth` starts from SMOOTH_PHANTOM."""
         d = dict(d or {})
-        for key in ("sax_matrix", "lax_matrix", "lv_edv_range", "lv_aspect_range", "wall_range"):
-            if key in d:
+        phantom = d.pop("phantom", "realistic")
+        if phantom not in ("realistic", "smooth"):
+            raise ValueError(f"synthetic acquisition phantom must be realistic or smooth, got {phantom!r}")
+        for key in d:
+            if key.endswith(("_range", "_matrix")):
                 d[key] = tuple(d[key])
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown synthetic acquisition settings: {sorted(unknown)}")
-        return cls(**d)
+        return cls(**{**(SMOOTH_PHANTOM if phantom == "smooth" else {}), **d})
+
+    def anatomy(self) -> H.AnatomyDetail:
+        return H.AnatomyDetail(**{k: getattr(self, k) for k in H.AnatomyDetail.__dataclass_fields__})
+
+
+# The first wave's phantom: smooth shapes, flat tissue, in-plane breath-hold shifts only.
+SMOOTH_PHANTOM = {
+    **{k: v.default for k, v in H.AnatomyDetail.__dataclass_fields__.items()},
+    "tissue_texture": 0.0, "flow_variation": 0.0, "banding_depth": 0.0,
+    "sax_through_plane_rms_mm": 0.0, "lax_through_plane_rms_mm": 0.0, "rotation_rms_deg": 0.0,
+    "sax_first_slice_above_base_mm_range": (4.0, 14.0), "sax_last_slice_past_apex_mm_range": (0.0, 6.0),
+    "annotation_sd_mm": 0.0, "lax_muscles_as_myocardium": False,
+}
 
 
 # Relative bSSFP signal per tissue: bright blood and fat, dark myocardium and lung.
@@ -60,6 +112,7 @@ BASE_INTENSITY = {
     H.AIR: 0.0, LVC: 0.9, LVM: 0.26, RVC: 0.88, LA: 0.85, RA: 0.85, H.BODY: 0.22,
     H.FAT: 0.72, H.LUNG: 0.05, H.LIVER: 0.33, H.RV_WALL: 0.26, H.AORTA: 0.92, H.SPINE: 0.42,
 }
+BLOOD = (LVC, RVC, LA, RA, H.AORTA)
 
 LAX_ANGLES_DEG = {"4ch": 0.0, "2ch": 90.0}  # 3ch follows the aortic valve
 
@@ -74,6 +127,31 @@ class Plane:
     n_slices: int
     thickness_mm: float
     shifts_mm: np.ndarray   # (n_slices, 2) heart displacement along the i, j pixel axes
+    through_mm: np.ndarray | None = None   # (n_slices,) heart displacement along the normal
+    rotations: np.ndarray | None = None    # (n_slices, 3, 3) heart rotation about `pivot`
+    pivot: np.ndarray | None = None        # world point the rotations turn about
+
+    def breath_hold(self, rng, through_rms_mm: float, rotation_rms_deg: float, pivot) -> None:
+        """Add through-plane shifts and small rotations to each slice's breath-hold pose."""
+        self.through_mm = rng.normal(0.0, through_rms_mm, self.n_slices)
+        vectors = rng.normal(0.0, np.deg2rad(rotation_rms_deg) / np.sqrt(3), (self.n_slices, 3))
+        self.rotations = np.stack([_rotation_matrix(v) for v in vectors])
+        self.pivot = np.asarray(pivot, dtype=float)
+
+    def rotation_deg(self, k: int) -> float:
+        if self.rotations is None:
+            return 0.0
+        return float(np.rad2deg(np.arccos(np.clip((np.trace(self.rotations[k]) - 1) / 2, -1, 1))))
+
+
+def _rotation_matrix(vector) -> np.ndarray:
+    """Rotation by |vector| radians about its direction (Rodrigues)."""
+    angle = np.linalg.norm(vector)
+    if angle == 0:
+        return np.eye(3)
+    k = np.asarray(vector) / angle
+    cross = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross
 
 
 def _rotate(vec, axis, angle_rad):
@@ -112,8 +190,8 @@ def plan_sax(model: H.HeartModel, acq: AcquisitionConfig, rng) -> Plane:
     i_dir = np.array([1.0, 0.0, 0.0]) - normal[0] * normal
     i_dir = _rotate(i_dir / np.linalg.norm(i_dir), normal, np.deg2rad(rng.uniform(-15, 15)))
     j_dir = np.cross(normal, i_dir)
-    start = -rng.uniform(4, 14)
-    apex = model.frames[0].epi_length + rng.uniform(0, 6)
+    start = -rng.uniform(*acq.sax_first_slice_above_base_mm_range)
+    apex = model.frames[0].epi_length + rng.uniform(*acq.sax_last_slice_past_apex_mm_range)
     n_slices = int(np.clip(np.ceil((apex - start) / acq.sax_spacing_mm) + 1, 9, 16))
     in_plane = e_u * model.frames[0].epi_r * 0.5 + rng.normal(0, 8, 3)
     in_plane -= in_plane.dot(normal) * normal
@@ -181,11 +259,73 @@ class Body:
         return 1 + 0.04 * t
 
 
+class ImageDetail:
+    """Per-subject bSSFP detail beyond flat tissue classes.
+
+    - texture: a fine (~3.5 mm) multiplicative pattern of the heart's tissues, fixed to the
+      heart so it moves with it;
+    - flow: blood signal that varies smoothly over the pools and over the cycle (inflow
+      enhancement and dephasing), +- flow_variation;
+    - band: one dark off-resonance band, a few mm wide, static in the scanner, 5-12 cm
+      from the heart.
+    The random draws do not depend on the amplitudes, so turning one feature off leaves the
+    others as they were.
+    """
+
+    def __init__(self, rng, acq: AcquisitionConfig, heart_centre):
+        self.texture_amp, self.flow_amp = acq.tissue_texture, acq.flow_variation
+        self.band_depth = acq.banding_depth
+        self.texture_waves = _waves(rng, 8, 3.5)
+        self.texture_phases = rng.uniform(0, 2 * np.pi, 8)
+        self.flow_waves = _waves(rng, 3, 40.0)
+        self.flow_phases = rng.uniform(0, 2 * np.pi, 3)
+        self.band_normal = _unit(rng.normal(size=3))
+        self.band_point = np.asarray(heart_centre) + rng.choice([-1, 1]) * rng.uniform(50, 120) * self.band_normal
+        self.band_width = rng.uniform(3.0, 6.0)
+
+    def prepare(self, q: np.ndarray) -> dict:
+        """What heart_signal needs at heart-frame points q, computed once for every frame."""
+        texture = np.sin(2 * np.pi * q @ self.texture_waves.T + self.texture_phases).sum(-1) / 2.0
+        flow = 2 * np.pi * q @ self.flow_waves.T + self.flow_phases
+        return {"texture": 1 + self.texture_amp * texture, "sin": np.sin(flow), "cos": np.cos(flow)}
+
+    def heart_signal(self, tissue: np.ndarray, prepared: dict, lut: np.ndarray, phase: float) -> np.ndarray:
+        """Signal of heart tissues at the prepared points in a frame at `phase` (0-1) of the cycle."""
+        value = lut[tissue] * prepared["texture"]
+        if self.flow_amp:
+            blood = np.isin(tissue, BLOOD)
+            # sin(a + 2 pi phase), per wave, from the prepared sin a and cos a
+            flow = (prepared["sin"][blood] * np.cos(2 * np.pi * phase)
+                    + prepared["cos"][blood] * np.sin(2 * np.pi * phase)).mean(-1)
+            value[blood] *= 1 + self.flow_amp * flow
+        return value
+
+    def band(self, points: np.ndarray) -> np.ndarray:
+        """Multiplicative off-resonance band at world points."""
+        distance = (points - self.band_point) @ self.band_normal
+        return 1 - self.band_depth * np.exp(-((distance / self.band_width) ** 2))
+
+
+def _unit(v):
+    return v / np.linalg.norm(v)
+
+
+def _waves(rng, n: int, wavelength_mm: float) -> np.ndarray:
+    """n random plane-wave vectors (cycles per mm) of one wavelength."""
+    w = rng.normal(size=(n, 3))
+    return w / np.linalg.norm(w, axis=1, keepdims=True) / wavelength_mm
+
+
 def tissue_intensities(rng) -> np.ndarray:
     """Per-subject lookup table tissue code -> signal (contrast varies between scans)."""
     lut = np.zeros(256)
     for code, value in BASE_INTENSITY.items():
         lut[code] = value * rng.uniform(0.92, 1.08)
+    # muscle in the blood pools is myocardium; trabeculae are finer than a pixel, so half
+    # blood (derived, not drawn: the smooth phantom's draws stay as they were)
+    lut[H.PAPILLARY] = lut[LVM]
+    lut[H.LV_TRABECULAE] = 0.5 * (lut[LVM] + lut[LVC])
+    lut[H.RV_TRABECULAE] = 0.5 * (lut[LVM] + lut[RVC])
     return lut
 
 
@@ -195,12 +335,13 @@ def profile_offsets(thickness_mm: float, samples: int) -> np.ndarray:
 
 
 def render_plane(model: H.HeartModel, body: Body, plane: Plane, slice_index: int,
-                 lut: np.ndarray, frames, samples: int) -> tuple[np.ndarray, np.ndarray]:
+                 lut: np.ndarray, frames, samples: int, detail: ImageDetail | None = None,
+                 label_table: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Noise-free images (nx, ny, T) and centre-plane labels of one slice over frames.
 
     Images average the anatomy over the slice profile; labels are the anatomy on the
-    slice's centre plane. The heart is displaced by the slice's breath-hold shift, the
-    body is not.
+    slice's centre plane (label_table: heart.tissue_to_label's protocol). The heart is
+    moved by the slice's breath-hold pose (shift and rotation), the body is not.
     """
     affine = plane.affine
     normal = affine[:3, 2] / np.linalg.norm(affine[:3, 2])
@@ -209,7 +350,7 @@ def render_plane(model: H.HeartModel, body: Body, plane: Plane, slice_index: int
     points = (plane_pixel_centres(affine, plane.shape, k=slice_index)[None]
               + offsets[:, None, None, None] * normal)                      # (M, nx, ny, 3)
     background = lut[body.tissue(points)] * body.texture(points)
-    q = model.to_heart_frame(points - heart_displacement(plane, slice_index))
+    q = model.to_heart_frame(heart_points(plane, slice_index, points))
     lo, hi = model.bounds_local()
     roi = np.all((q >= lo) & (q <= hi), axis=-1)
     q_roi = q[roi]
@@ -219,21 +360,53 @@ def render_plane(model: H.HeartModel, body: Body, plane: Plane, slice_index: int
     first = int(roi_flat[:centre].sum())
     images = np.empty(plane.shape + (len(frames),))
     labels = np.zeros((int(np.prod(plane.shape)), len(frames)), dtype=np.uint8)
+    if detail is not None and not (detail.texture_amp or detail.flow_amp):
+        detail = None  # flat tissue: nothing to prepare
+    prepared = None if detail is None else detail.prepare(q_roi)
     for t, frame in enumerate(frames):
         tissue = model.tissue_local(q_roi, frame)
         value = background.copy()
-        value[roi] = np.where(tissue != H.AIR, lut[tissue], background[roi])
+        heart = lut[tissue] if detail is None else detail.heart_signal(tissue, prepared, lut, frame / model.p.n_frames)
+        value[roi] = np.where(tissue != H.AIR, heart, background[roi])
         images[..., t] = value.mean(axis=0)
-        labels[centre_pixels, t] = H.tissue_to_label(tissue[first:first + len(centre_pixels)])
+        labels[centre_pixels, t] = H.tissue_to_label(tissue[first:first + len(centre_pixels)], label_table)
     return images, labels.reshape(plane.shape + (len(frames),))
 
 
 def heart_displacement(plane: Plane, slice_index: int) -> np.ndarray:
-    """World displacement of the heart in one slice (its breath-hold shift)."""
-    i_dir = plane.affine[:3, 0] / np.linalg.norm(plane.affine[:3, 0])
-    j_dir = plane.affine[:3, 1] / np.linalg.norm(plane.affine[:3, 1])
+    """World displacement of the heart in one slice (its breath-hold shift, in-plane and,
+    where drawn, through-plane)."""
+    i_dir, j_dir, normal = (plane.affine[:3, k] / np.linalg.norm(plane.affine[:3, k]) for k in range(3))
     dx, dy = plane.shifts_mm[slice_index]
-    return dx * i_dir + dy * j_dir
+    dz = 0.0 if plane.through_mm is None else plane.through_mm[slice_index]
+    return dx * i_dir + dy * j_dir + dz * normal
+
+
+def axis_shift(plane: Plane, slice_index: int, origin, e_long) -> np.ndarray:
+    """In-plane displacement (along i, j, mm) of the LV long axis where it crosses a SAX
+    slice: the correction that re-aligns the LV in that slice. With an in-plane shift alone
+    it is the shift; a through-plane shift moves the crossing along the tilted axis and a
+    rotation moves it by its lever arm from the pivot, which no in-plane correction undoes
+    elsewhere in the slice."""
+    i_dir, j_dir, normal = (plane.affine[:3, k] / np.linalg.norm(plane.affine[:3, k]) for k in range(3))
+    point = plane.affine[:3, 3] + slice_index * plane.affine[:3, 2]
+    origin, e_long = np.asarray(origin, float), np.asarray(e_long, float)
+    before = origin + e_long * (normal @ (point - origin)) / (normal @ e_long)
+    rotation = np.eye(3) if plane.rotations is None else plane.rotations[slice_index]
+    pivot = origin if plane.pivot is None else plane.pivot
+    moved_origin = rotation @ (origin - pivot) + pivot + heart_displacement(plane, slice_index)
+    moved_axis = rotation @ e_long
+    after = moved_origin + moved_axis * (normal @ (point - moved_origin)) / (normal @ moved_axis)
+    return np.array([(after - before) @ i_dir, (after - before) @ j_dir])
+
+
+def heart_points(plane: Plane, slice_index: int, points: np.ndarray) -> np.ndarray:
+    """Where in the unmoved heart world points of a slice fall: the slice's heart is
+    rotated about the pivot by R and displaced, so x_heart = R^T (x - d - c) + c."""
+    moved = points - heart_displacement(plane, slice_index)
+    if plane.rotations is None:
+        return moved
+    return (moved - plane.pivot) @ plane.rotations[slice_index] + plane.pivot
 
 
 def bias_field(rng, strength: float):

@@ -58,44 +58,58 @@ def _require(rows: pd.DataFrame, columns, what: str) -> None:
 
 
 # ---------------------------------------------------------------- LAX Dice (Table 2)
-def _lax_values(rows: pd.DataFrame, structure: str) -> dict[tuple[str, str], pd.Series]:
+# The two LAX-Dice protocols (cinerecon.metrics.lax): the row column each reads, and the
+# name its tables carry in their `protocol` column.
+LAX_PROTOCOLS = {"covered": "dice", "whole": "dice_full"}
+
+
+def _lax_values(rows: pd.DataFrame, structure: str, column: str) -> dict[tuple[str, str], pd.Series]:
     """{(method, column): Dice values over subjects x phases} for columns average + views."""
-    _require(rows, ["subject", "method", "phase", "view", "structure", "dice"], "LAX")
+    _require(rows, ["subject", "method", "phase", "view", "structure", column], "LAX")
     sub = rows[rows["structure"] == structure]
     # average: each subject/phase first averages its (defined) views, then the cohort is summarised
-    per_case = sub.groupby(["method", "subject", "phase"], sort=False)["dice"].mean()
+    per_case = sub.groupby(["method", "subject", "phase"], sort=False)[column].mean()
     out = {}
     for method, group in sub.groupby("method", sort=False):
         out[(method, "average")] = per_case.loc[method]
         for view in LAX_VIEWS:
-            out[(method, view)] = group.loc[group["view"] == view, "dice"]
+            out[(method, view)] = group.loc[group["view"] == view, column]
     return out
 
 
-def lax_dice_table(rows: pd.DataFrame, structure: str = "LVC", method_order=None, digits: int = 3) -> pd.DataFrame:
-    """Table 2 of the papers: per method, "mean (sd)" Dice of the LAX intersections, average and per view."""
-    values = _lax_values(rows, structure)
+def lax_dice_table(rows: pd.DataFrame, structure: str = "LVC", method_order=None, digits: int = 3,
+                   protocol: str = "covered") -> pd.DataFrame:
+    """Table 2 of the papers: per method, "mean (sd)" Dice of the LAX intersections, average and
+    per view, in one protocol (LAX_PROTOCOLS: `covered` masks what the SAX stack leaves
+    uncovered, `whole` is the papers'), which the table's `protocol` column names."""
+    values = _lax_values(rows, structure, LAX_PROTOCOLS[protocol])
     methods = _method_order(rows[rows["structure"] == structure], method_order)
     columns = ["average", *LAX_VIEWS]
     table = pd.DataFrame(
         [[mean_sd(values[(m, c)], digits) for c in columns] for m in methods],
         index=pd.Index(methods, name="method"), columns=columns,
     )
+    table.insert(0, "protocol", protocol)
     return table
 
 
 def lax_dice_numeric(rows: pd.DataFrame, structure: str = "LVC", method_order=None) -> pd.DataFrame:
-    """Machine-readable Table 2: ``{col}_mean``, ``{col}_sd``, ``{col}_n``, ``{col}_n_nan`` per method."""
-    values = _lax_values(rows, structure)
+    """Machine-readable Table 2, one row per method and protocol: ``protocol`` then
+    ``{col}_mean``, ``{col}_sd``, ``{col}_n``, ``{col}_n_nan``."""
     methods = _method_order(rows[rows["structure"] == structure], method_order)
-    records = []
-    for m in methods:
-        record = {}
-        for c in ["average", *LAX_VIEWS]:
-            mean, sd, n, n_nan = summarize(values[(m, c)])
-            record.update({f"{c}_mean": mean, f"{c}_sd": sd, f"{c}_n": n, f"{c}_n_nan": n_nan})
-        records.append(record)
-    return pd.DataFrame(records, index=pd.Index(methods, name="method"))
+    records, index = [], []
+    for protocol, column in LAX_PROTOCOLS.items():
+        if column not in rows.columns:
+            continue  # rows written before the protocol existed
+        values = _lax_values(rows, structure, column)
+        for m in methods:
+            record = {"protocol": protocol}
+            for c in ["average", *LAX_VIEWS]:
+                mean, sd, n, n_nan = summarize(values[(m, c)])
+                record.update({f"{c}_mean": mean, f"{c}_sd": sd, f"{c}_n": n, f"{c}_n_nan": n_nan})
+            records.append(record)
+            index.append(m)
+    return pd.DataFrame(records, index=pd.Index(index, name="method"))
 
 
 # ---------------------------------------------------------------- truth metrics

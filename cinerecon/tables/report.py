@@ -21,6 +21,7 @@ from cinerecon.tables.cohort import (
 def report_names(with_truth: bool, with_seg: bool = False, with_images: bool = False) -> dict:
     """Stems of the tables and names of the figures the report writes."""
     tables = [f"lax_dice_{s}" for s in SAX_LABELS.values()]
+    tables += [f"lax_dice_whole_{s}" for s in SAX_LABELS.values()]
     tables += ["lax_dice_numeric", "phenotypes", "phenotype_agreement"]
     figures = ["dice_lax.png", "bland_altman.png"]
     if with_truth:
@@ -49,8 +50,10 @@ def write_report(lax_paths, truth_paths, phenotype_paths, tables_dir, figures_di
 
     tables_dir, figures_dir = Path(tables_dir), Path(figures_dir)
     lax = read_rows(lax_paths)
-    for structure in SAX_LABELS.values():
+    for structure in SAX_LABELS.values():  # both protocols (cinerecon.metrics.lax)
         write_table(lax_dice_table(lax, structure, method_order), tables_dir / f"lax_dice_{structure}")
+        write_table(lax_dice_table(lax, structure, method_order, protocol="whole"),
+                    tables_dir / f"lax_dice_whole_{structure}")
     write_table(with_split(lax_dice_numeric(lax, "LVC", method_order), lax, splits), tables_dir / "lax_dice_numeric")
     dice_boxplot(lax, figures_dir / "dice_lax.png", method_order=method_order)
 
