@@ -16,7 +16,8 @@ off, which names what each group moves. Writes <out>/calibration.{csv,md} and
 manual label contours).
 
 It also times generating one subject at UK Biobank geometry (cinerecon.synth defaults) for
-the smooth and the realistic phantom, over --timing-subjects subjects.
+the smooth and the realistic phantom, with UK Biobank-shaped and with dense labels, over
+--timing-subjects subjects.
 """
 
 import argparse
@@ -85,14 +86,19 @@ def run_variant(name: str, args) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def generation_seconds(phantom: str, n: int, out: Path) -> float:
-    from cinerecon.synth.cohort import generate_subject
+def generation_seconds(phantom: str, labels: str, n: int, out: Path) -> float:
+    """Seconds per subject to generate at UK Biobank geometry; labels `ukbb` (ED/ES SAX,
+    atria-only LAX: a pipeline run's shape) or `dense` (every frame, every structure: the
+    shape bench_synth_crop.py times)."""
+    from cinerecon.labels import lax_conventions
+    from cinerecon.synth.cohort import LabelPlan, generate_subject
     from cinerecon.synth.scanner import AcquisitionConfig
 
     acq = AcquisitionConfig.from_dict({"phantom": phantom})
+    plan = LabelPlan("ed_es", lax_conventions("ukbb")) if labels == "ukbb" else LabelPlan()
     start = time.perf_counter()
     for i in range(n):
-        generate_subject(f"SYN{i:04d}", 2026, i, out / "timing" / phantom / f"SYN{i:04d}", acq)
+        generate_subject(f"SYN{i:04d}", 2026, i, out / "timing" / phantom / labels / f"SYN{i:04d}", acq, plan)
     return (time.perf_counter() - start) / n
 
 
@@ -156,9 +162,11 @@ def main() -> None:
     if not args.no_figure:
         print(f"sample views: {views_figure(args.out)}", flush=True)
     if args.timing_subjects:
-        for phantom in ("smooth", "realistic"):
-            per = generation_seconds(phantom, args.timing_subjects, args.out)
-            print(f"generation, UK Biobank geometry, {phantom}: {per:.1f} s per subject", flush=True)
+        for labels in ("ukbb", "dense"):
+            for phantom in ("smooth", "realistic"):
+                per = generation_seconds(phantom, labels, args.timing_subjects, args.out)
+                print(f"generation, UK Biobank geometry, {labels} labels, {phantom}: {per:.1f} s per subject",
+                      flush=True)
     table = []
     for name in args.variants:
         table.append(run_variant(name, args))

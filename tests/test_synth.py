@@ -258,4 +258,4 @@ def test_annotation_displaces_contours_by_about_sd():
 def test_lax_protocol_counts_muscles_as_myocardium():
     tissue = np.array([H.PAPILLARY, H.LV_TRABECULAE, H.RV_TRABECULAE, 1, 2, 3])
     assert H.tissue_to_label(tissue).tolist() == [1, 1, 3, 1, 2, 3]
-    assert H.tissue_to_label(tissue, H.MUSCLES_AS_MYOCARDIUM).tolist() == [2, 2, 0, 1, 2, 3]
+    assert H.tissue_to_label(tissue, H.MUSCLES_AS_MYOCARDIUM).tolist() == [2, 2, 3, 1, 2, 3]

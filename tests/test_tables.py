@@ -71,20 +71,24 @@ def test_lax_dice_tables_in_both_protocols():
     assert whole.loc["nn", "protocol"] == "whole" and whole.loc["nn", "average"] == "0.600 (0.141)"
     assert lax_dice_table(rows).loc["nn", "average"] == "0.700 (0.141)"
     numeric = lax_dice_numeric(rows)
-    assert list(numeric["protocol"]) == ["covered", "whole"]
+    assert list(numeric.index) == [("nn", "covered"), ("nn", "whole")]
     assert numeric["average_mean"].tolist() == pytest.approx([0.7, 0.6])
+    # rows from before the whole protocol existed: its table and rows say n/a, not fail
+    old = rows.drop(columns="dice_full")
+    assert lax_dice_table(old, protocol="whole").loc["nn", "average"] == "n/a"
+    assert np.isnan(lax_dice_numeric(old).loc[("nn", "whole"), "average_mean"])
 
 
 def test_lax_dice_average_pools_phases_and_skips_nan_views():
     ed = lax_rows({"linear": {"A": (0.9, 0.8, 0.7), "B": (0.7, 0.6, NAN)}})
     es = lax_rows({"linear": {"A": (0.5, 0.5, 0.5)}}, phase="ES")
     rows = pd.concat([ed, es], ignore_index=True)
-    numeric = lax_dice_numeric(rows)
+    numeric = lax_dice_numeric(rows).loc[("linear", "covered")]
     # cases: A/ED 0.8, B/ED mean(0.7, 0.6) = 0.65, A/ES 0.5
-    assert numeric.loc["linear", "average_mean"] == pytest.approx((0.8 + 0.65 + 0.5) / 3)
-    assert numeric.loc["linear", "average_sd"] == pytest.approx(np.std([0.8, 0.65, 0.5], ddof=1))
-    assert numeric.loc["linear", "4ch_mean"] == pytest.approx(0.6)
-    assert numeric.loc["linear", "4ch_n"] == 2 and numeric.loc["linear", "4ch_n_nan"] == 1
+    assert numeric["average_mean"] == pytest.approx((0.8 + 0.65 + 0.5) / 3)
+    assert numeric["average_sd"] == pytest.approx(np.std([0.8, 0.65, 0.5], ddof=1))
+    assert numeric["4ch_mean"] == pytest.approx(0.6)
+    assert numeric["4ch_n"] == 2 and numeric["4ch_n_nan"] == 1
     assert lax_dice_table(rows).loc["linear", "4ch"] == "0.600 (0.141)"
 
 
@@ -177,9 +181,10 @@ def test_write_table_round_trips(tmp_path):
     assert md.splitlines()[0].startswith("| method") and "0.700 (0.141)" in md and "| nn " in md
     numeric = lax_dice_numeric(rows)
     write_table(numeric, tmp_path / "num")
-    back = pd.read_parquet(tmp_path / "num.parquet").set_index("method")
+    back = pd.read_parquet(tmp_path / "num.parquet").set_index(["method", "protocol"])
     pd.testing.assert_frame_equal(back, numeric, check_dtype=False)
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "num.csv").set_index("method"), numeric, check_dtype=False)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "num.csv").set_index(["method", "protocol"]), numeric,
+                                  check_dtype=False)
     # long-form tables (RangeIndex) are written without an extra index column
     agreement = phenotype_agreement(phenotype_rows())
     write_table(agreement, tmp_path / "agree")

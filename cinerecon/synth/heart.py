@@ -21,8 +21,8 @@ The base plane descends towards the fixed apex in systole (longitudinal shorteni
 
 All volumes used as truth come from these closed-form shapes (LV) or from a quadrature
 of the analytic cross-sections (RV), never from rendered voxels. With the detail off
-(`SMOOTH`: p = 2, e = 0, no tilt, offset, muscles or trabeculae) this is the phantom of
-the first wave.
+(`SMOOTH`: p = 2, e = 0, no tilt, offset, muscles or trabeculae, the first wave's RV
+contraction) this is the phantom of the first wave.
 """
 
 from __future__ import annotations
@@ -43,10 +43,11 @@ PAPILLARY, LV_TRABECULAE, RV_TRABECULAE = 15, 16, 17
 _LABEL_OF_TISSUE = np.zeros(256, dtype=np.uint8)
 _LABEL_OF_TISSUE[[LVC, LVM, RVC, LA, RA]] = [LVC, LVM, RVC, LA, RA]
 _LABEL_OF_TISSUE[[PAPILLARY, LV_TRABECULAE, RV_TRABECULAE]] = [LVC, LVC, RVC]
-# The other common protocol: the endocardial contour follows the blood, so the muscles in
-# the LV pool are myocardium (and the RV's trabeculae its wall, unlabelled).
+# The other common protocol: the LV's endocardial contour follows the blood, so its
+# papillary muscles and trabeculae are myocardium (the RV, with no wall label, keeps its
+# trabeculae in the cavity).
 MUSCLES_AS_MYOCARDIUM = _LABEL_OF_TISSUE.copy()
-MUSCLES_AS_MYOCARDIUM[[PAPILLARY, LV_TRABECULAE, RV_TRABECULAE]] = [LVM, LVM, 0]
+MUSCLES_AS_MYOCARDIUM[[PAPILLARY, LV_TRABECULAE]] = LVM
 HALF_ELLIPSOID = 2.0 / 3.0 * np.pi
 APEX_WALL_FRACTION = 0.7  # the apex is thinner than the free wall
 RV_WALL_MM, FAT_MM, AORTA_LENGTH_MM = 3.0, 2.5, 80.0
@@ -59,7 +60,8 @@ def shape_factor(p: float) -> float:
 
 @dataclass(frozen=True)
 class AnatomyDetail:
-    """Ranges of the anatomical detail sample_params draws; a (0, 0) range turns it off.
+    """Ranges of the anatomical detail sample_params draws; the defaults (SMOOTH) turn
+    each off: apex power 2, rv_size 1, rv_crescent 1.5, every other range (0, 0).
 
     apex_power: p of the superellipsoid (2 = ellipsoid); wall_ratio: e, the relative wall
     thickness difference between the septal/lateral and anterior/inferior walls;
@@ -69,7 +71,8 @@ class AnatomyDetail:
     rv_size: scale of the RV's cross-section; rv_crescent: its width around the septum
     (v) relative to its depth (u), 1.5 in the smooth phantom;
     trabeculation: fraction of the endocardial layer of both ventricles that is trabeculae
-    (0: smooth walls); trabecular_layer_mm: that layer's depth.
+    (0: smooth walls); trabecular_layer_mm: that layer's depth; rv_ef_solved: the RV's
+    contraction solved so that it ejects exactly the drawn rv_ef.
     """
 
     apex_power_range: tuple = (2.0, 2.0)
@@ -81,6 +84,7 @@ class AnatomyDetail:
     rv_crescent_range: tuple = (1.5, 1.5)
     trabeculation: float = 0.0
     trabecular_layer_mm: float = 3.0
+    rv_ef_solved: bool = False
 
 
 SMOOTH = AnatomyDetail()  # the first wave's phantom
@@ -118,6 +122,7 @@ class HeartParams:
     rv_crescent: float = 1.5
     trabeculation: float = 0.0
     trabecular_layer_mm: float = 3.0
+    rv_ef_solved: bool = False
     detail_seed: int = 0               # the trabeculae's pattern
 
     def to_dict(self) -> dict:
@@ -198,6 +203,7 @@ def sample_params(rng: np.random.Generator, n_frames: int = 50,
         rv_crescent=float(rng.uniform(*detail.rv_crescent_range)),
         trabeculation=float(detail.trabeculation),
         trabecular_layer_mm=float(detail.trabecular_layer_mm),
+        rv_ef_solved=bool(detail.rv_ef_solved),
         detail_seed=int(rng.integers(2**31)),
     )
 
@@ -301,14 +307,23 @@ class HeartModel:
 
     # ---- shapes over time -------------------------------------------------------------
     def _rv_contraction(self) -> float:
-        """RV cross-section scale at ES that gives the RV its ejection fraction rv_ef
-        (a coarse quadrature; the truth volumes use the fine one)."""
+        """RV cross-section scale at ES. Solved (rv_ef_solved) so the RV ejects rv_ef (a
+        coarse quadrature; the truth volumes use the fine one); otherwise the first wave's
+        closed guess, which overshoots rv_ef by 8-19 points (the truth is exact either way:
+        it comes from the volumes, not from rv_ef)."""
+        p = self.p
+        if not p.rv_ef_solved:
+            rv_len_ed = p.rv_length_frac * self._frame_shape(0.0, 1.0).length
+            return float(np.sqrt((1 - p.rv_ef / 100) * rv_len_ed / (rv_len_ed - p.base_descent_mm)))
+
         def rv_ml(f, g):
             return rv_volume_mm3(self._frame_shape(f, g), n_levels=201, n_angles=256)
 
-        target = rv_ml(0.0, 1.0) * (1 - self.p.rv_ef / 100)
+        target = rv_ml(0.0, 1.0) * (1 - p.rv_ef / 100)
         if rv_ml(1.0, 0.2) >= target:
             return 0.2
+        if rv_ml(1.0, 1.0) <= target:
+            return 1.0
         return float(brentq(lambda g: rv_ml(1.0, g) - target, 0.2, 1.0, xtol=1e-6))
 
     def _frame_shape(self, f: float, g_es: float) -> FrameShape:

@@ -49,7 +49,7 @@ class AcquisitionConfig:
     lv_edv_range: tuple = (100.0, 200.0)
     lv_aspect_range: tuple = (2.8, 3.5)
     wall_range: tuple = (6.0, 12.0)
-    # Anatomical detail (heart.AnatomyDetail), drawn per subject; (0, 0) or 0 turns one off.
+    # Anatomical detail (heart.AnatomyDetail), drawn per subject; SMOOTH_PHANTOM has the off values.
     apex_power_range: tuple = (1.7, 2.6)
     wall_ratio_range: tuple = (-0.2, 0.2)
     base_tilt_deg_range: tuple = (8.0, 20.0)
@@ -59,6 +59,7 @@ class AcquisitionConfig:
     rv_crescent_range: tuple = (1.3, 1.8)
     trabeculation: float = 0.6
     trabecular_layer_mm: float = 6.0
+    rv_ef_solved: bool = True
     # bSSFP-like image detail (0: off)
     tissue_texture: float = 0.06      # fine multiplicative texture of the heart's tissues
     flow_variation: float = 0.12      # blood signal modulated by flow, over space and the cycle
@@ -74,8 +75,8 @@ class AcquisitionConfig:
     # Manual labels: each label image's contours displaced smoothly by this RMS (mm), as
     # independent annotators of the SAX stack and of each LAX view draw them (0: exact)
     annotation_sd_mm: float = 3.0
-    # The LAX annotators' protocol: papillary muscles and trabeculae drawn as myocardium,
-    # where the SAX labels (UK Biobank's protocol) count them as blood pool
+    # The LAX annotators' protocol: the LV's papillary muscles and trabeculae drawn as
+    # myocardium, where the SAX labels (UK Biobank's protocol) count them as blood pool
     lax_muscles_as_myocardium: bool = True
 
     @classmethod

@@ -64,9 +64,13 @@ LAX_PROTOCOLS = {"covered": "dice", "whole": "dice_full"}
 
 
 def _lax_values(rows: pd.DataFrame, structure: str, column: str) -> dict[tuple[str, str], pd.Series]:
-    """{(method, column): Dice values over subjects x phases} for columns average + views."""
-    _require(rows, ["subject", "method", "phase", "view", "structure", column], "LAX")
+    """{(method, column): Dice values over subjects x phases} for columns average + views.
+
+    Rows written before a protocol's column existed count as missing values (n/a)."""
+    _require(rows, ["subject", "method", "phase", "view", "structure", "dice"], "LAX")
     sub = rows[rows["structure"] == structure]
+    if column not in sub.columns:
+        sub = sub.assign(**{column: np.nan})
     # average: each subject/phase first averages its (defined) views, then the cohort is summarised
     per_case = sub.groupby(["method", "subject", "phase"], sort=False)[column].mean()
     out = {}
@@ -94,22 +98,20 @@ def lax_dice_table(rows: pd.DataFrame, structure: str = "LVC", method_order=None
 
 
 def lax_dice_numeric(rows: pd.DataFrame, structure: str = "LVC", method_order=None) -> pd.DataFrame:
-    """Machine-readable Table 2, one row per method and protocol: ``protocol`` then
-    ``{col}_mean``, ``{col}_sd``, ``{col}_n``, ``{col}_n_nan``."""
+    """Machine-readable Table 2, one row per (method, protocol): ``{col}_mean``, ``{col}_sd``,
+    ``{col}_n``, ``{col}_n_nan``."""
     methods = _method_order(rows[rows["structure"] == structure], method_order)
     records, index = [], []
     for protocol, column in LAX_PROTOCOLS.items():
-        if column not in rows.columns:
-            continue  # rows written before the protocol existed
         values = _lax_values(rows, structure, column)
         for m in methods:
-            record = {"protocol": protocol}
+            record = {}
             for c in ["average", *LAX_VIEWS]:
                 mean, sd, n, n_nan = summarize(values[(m, c)])
                 record.update({f"{c}_mean": mean, f"{c}_sd": sd, f"{c}_n": n, f"{c}_n_nan": n_nan})
             records.append(record)
-            index.append(m)
-    return pd.DataFrame(records, index=pd.Index(index, name="method"))
+            index.append((m, protocol))
+    return pd.DataFrame(records, index=pd.MultiIndex.from_tuples(index, names=["method", "protocol"]))
 
 
 # ---------------------------------------------------------------- truth metrics
