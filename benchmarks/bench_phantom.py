@@ -151,7 +151,8 @@ def views_figure(out: Path, subject_index: int = 1) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--subjects", type=int, default=8)
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS),
+                    help="none: only the timing (and the figure)")
     ap.add_argument("--out", type=Path, default=REPO / "results_phantom")
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--timing-subjects", type=int, default=2)
@@ -171,6 +172,8 @@ def main() -> None:
     for name in args.variants:
         table.append(run_variant(name, args))
         print(table[-1].to_string(index=False), flush=True)
+    if not table:
+        return
     table = pd.concat(table, ignore_index=True)
     table.to_csv(args.out / "calibration.csv", index=False)
     (args.out / "calibration.md").write_text(table.round(3).to_markdown(index=False) + "\n")

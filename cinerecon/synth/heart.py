@@ -260,7 +260,10 @@ class FrameShape:
         z = np.abs(s) / length
         if self.p == 2:
             return radial2 + z * z <= 1
-        return radial2 ** (self.p / 2) + z**self.p <= 1
+        inside = (radial2 <= 1) & (z <= 1)  # the powers only where the answer can be yes
+        near = np.flatnonzero(inside)
+        inside[near] = radial2[near] ** (self.p / 2) + z[near] ** self.p <= 1
+        return inside
 
     def below_mitral_plane(self, u, v, s):
         return s + self.tilt[0] * u + self.tilt[1] * v >= 0
