@@ -136,7 +136,8 @@ class Plane:
         """Add through-plane shifts and small rotations to each slice's breath-hold pose."""
         self.through_mm = rng.normal(0.0, through_rms_mm, self.n_slices)
         vectors = rng.normal(0.0, np.deg2rad(rotation_rms_deg) / np.sqrt(3), (self.n_slices, 3))
-        self.rotations = np.stack([_rotation_matrix(v) for v in vectors])
+        # none drawn: no rotation at all, so the smooth phantom's points are exactly its own
+        self.rotations = np.stack([_rotation_matrix(v) for v in vectors]) if rotation_rms_deg else None
         self.pivot = np.asarray(pivot, dtype=float)
 
     def rotation_deg(self, k: int) -> float:
