@@ -21,6 +21,7 @@ the smooth and the realistic phantom, with UK Biobank-shaped and with dense labe
 """
 
 import argparse
+import json
 import subprocess
 import sys
 import time
@@ -122,7 +123,7 @@ def views_figure(out: Path, subject_index: int = 1) -> Path:
         folder = out / "views" / phantom
         files = generate_subject("SYN0001", 2026, subject_index, folder, AcquisitionConfig.from_dict(
             {**demo, "phantom": phantom}), LabelPlan("ed_es", lax_conventions("full")))
-        es = int(yaml.safe_load(Path(files["truth_phenotypes"]).read_text())["es_frame"])
+        es = int(json.loads(Path(files["truth_phenotypes"]).read_text())["es_frame"])
         sa, label_sa = nib.load(files["sa"]).get_fdata(), np.asanyarray(nib.load(files["label_sa"]).dataobj)
         with_heart = np.flatnonzero(label_sa[..., 0].any(axis=(0, 1)))
         panels = [("SAX base", sa[:, :, with_heart[0]], label_sa[:, :, with_heart[0]]),

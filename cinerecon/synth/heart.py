@@ -422,13 +422,15 @@ class HeartModel:
             layer = p.trabecular_layer_mm
             inner_r = max(fs.r - layer, 0.5)
             inner = fs.in_superellipsoid(u, v, s, inner_r, inner_r, max(fs.length - layer, 0.5))
-            scaled = np.stack([u * (ed.r / fs.r), v * (ed.r / fs.r), s * (ed.length / fs.length)], -1)
+            def scaled(idx):  # the layer's points only, in the ED cavity's coordinates
+                return np.stack([u[idx] * (ed.r / fs.r), v[idx] * (ed.r / fs.r), s[idx] * (ed.length / fs.length)], -1)
+
             lv_layer = np.flatnonzero(endo & ~inner & (s > 0.25 * fs.length))
-            sub[lv_layer[self._trabeculae(scaled[lv_layer], p.trabeculation)]] = LV_TRABECULAE
+            sub[lv_layer[self._trabeculae(scaled(lv_layer), p.trabeculation)]] = LV_TRABECULAE
             d, a, c = fs.rv_section_at(s, grow=-layer, epi_radius=epi_radius)
             rv_inner = ((u - d) / np.maximum(a, 1e-9)) ** 2 + (v / np.maximum(c, 1e-9)) ** 2 <= 1
             rv_layer = np.flatnonzero(rv & ~(rv_inner & (s <= fs.rv_length - layer)))
-            sub[rv_layer[self._trabeculae(scaled[rv_layer] + 100.0, p.trabeculation)]] = RV_TRABECULAE
+            sub[rv_layer[self._trabeculae(scaled(rv_layer) + 100.0, p.trabeculation)]] = RV_TRABECULAE
         if p.papillary_radius_mm > 0:
             # anterolateral and posteromedial muscles, +-55 degrees from the lateral wall (-u),
             # from the mid-ventricle towards the apex; thicker as the cavity empties
