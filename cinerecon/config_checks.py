@@ -169,6 +169,10 @@ def check_config(config: dict, sheet, user_config: dict | None = None) -> list[s
         needs("deeprecon.enabled", "DeepRecon", lacking("train", "val"))
     if (config.get("dmcvr") or {}).get("enabled", False):
         needs("dmcvr.enabled", "DMCVR", lacking("train"))
+    if (config.get("gemini_gan") or {}).get("enabled", False):
+        truth = [] if (config.get("cohort") or {}).get("kind") == "synthetic" else \
+            ["paired 3D truth to train on (the synthetic cohort's; cinerecon.synth.highres)"]
+        needs("gemini_gan.enabled", "Gemini-GAN", lacking() + truth)
 
     # the motion-adaptation pair must be subjects of the sheet
     for end in ("source", "target"):

@@ -36,6 +36,11 @@ class Layout:
         return {"ED": folder / "label_ed.nii.gz", "ES": folder / "label_es.nii.gz",
                 "phenotypes": folder / "phenotypes.json", "shifts": folder / "shifts.tsv"}
 
+    def highres_truth(self, subject: str) -> dict:
+        """The paired 3D acquisition at ED and ES (cinerecon.synth.highres): image and SAX labels."""
+        folder = self.synthetic(subject) / "truth"
+        return {f"{kind}_{p}": folder / f"sr_{kind}_{p.lower()}.nii.gz" for kind in ("image", "label") for p in PHASES}
+
     def nifti(self, subject: str, labels: bool = False) -> dict:
         return self._views("nifti", subject, labels)
 
@@ -105,6 +110,10 @@ class Layout:
 
     def eval_truth(self, method: str, subject: str) -> Path:
         return self.results / "eval" / "truth" / method / f"{subject}.parquet"
+
+    def eval_superres(self, subject: str) -> Path:
+        """Every method's rows against the subject's 3D truth (Gemini-GAN's Tables 2 and 3)."""
+        return self.results / "eval" / "superres" / f"{subject}.parquet"
 
     def eval_sax(self, method: str, subject: str) -> Path:
         return self.results / "eval" / "sax" / method / f"{subject}.parquet"

@@ -66,13 +66,15 @@ def synth_outputs(layout: Layout, s: Subject, dicom: dict | None = None, label_f
     files = ([folder / f"{view}.nii.gz" for view in VIEWS]
              + [folder / f"label_{view}.nii.gz" for view in _label_plan(s, label_frames).label_views()]
              + [truth / n for n in ("label_ed.nii.gz", "label_es.nii.gz", "shifts.tsv",
-                                    "phenotypes.json", "params.json")])
+                                    "phenotypes.json", "params.json")]
+             + list(layout.highres_truth(s.id).values()))
     return files + (list(layout.synthetic_zips(s.id).values()) if dicom is not None else [])
 
 
 def synth_run(layout: Layout, s: Subject, seed: int, index: dict, acquisition: dict,
               dicom: dict | None = None, label_frames: str = "ed_es") -> None:
-    """index: {subject: position in the cohort} (seeds the subject's random streams).
+    """index: {subject: position in the cohort} (seeds the subject's random streams);
+    acquisition: the settings, or {subject: settings}.
 
     dicom: when not None, the subject is also written as UK Biobank DICOM zips with
     these quirks (cinerecon.synth.dicom.DicomQuirks), so the pipeline can start from DICOM.
@@ -82,8 +84,10 @@ def synth_run(layout: Layout, s: Subject, seed: int, index: dict, acquisition: d
     from cinerecon.synth.cohort import generate_subject
     from cinerecon.synth.scanner import AcquisitionConfig
 
+    from cinerecon.workflow import subject_view
+
     generate_subject(s.id, seed, index[s.id], layout.synthetic(s.id),
-                     AcquisitionConfig.from_dict(acquisition), _label_plan(s, label_frames))
+                     AcquisitionConfig.from_dict(subject_view(acquisition, s.id)), _label_plan(s, label_frames))
     if dicom is not None:
         from cinerecon.synth.dicom import write_ukbb_zips
 

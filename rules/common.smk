@@ -26,6 +26,9 @@ COHORT = config["cohort"]
 SHEET = cohort_sheet(COHORT)
 SUBJECTS = list(SHEET.index)
 LABELLED = list(SHEET.index[SHEET["has_labels"]])
+# The domain every model trains on and every table but domain adaptation judges; `source`
+# subjects (another site's scanner) are processed like any other and adapted by V-AMA.
+TARGET_DOMAIN = set(SHEET.index[SHEET["domain"] == "target"])
 # {subject: {view: convention}} of the manual LAX labels (cinerecon.labels.LAX_CONVENTIONS)
 LAX_OF = lax_of(SHEET, COHORT)
 BATCH = {"subjects_per_shard": 100, **config.get("batch", {})}
@@ -115,6 +118,17 @@ RAW_ROOT = {
 }[COHORT["kind"]]
 
 
+def acquisition_of(subject):
+    """A synthetic subject's acquisition settings: the second domain's have their own scanner
+    and population (cinerecon.synth.cohort.source_acquisition)."""
+    from cinerecon.synth.cohort import source_acquisition
+
+    synthetic = COHORT.get("synthetic", {})
+    if SHEET.loc[subject, "domain"] == "source":
+        return source_acquisition(synthetic.get("acquisition"), synthetic.get("source_domain"))
+    return synthetic.get("acquisition", {})
+
+
 def raw_folder(subject):
     """Where a subject's input NIfTI files (or, for DICOM cohorts, its label files) live."""
     return f"{RAW_ROOT}/{subject}"
@@ -148,7 +162,7 @@ def raw_fingerprint(wildcards):
 RECON = {"target_spacing_mm": 1.0, "baselines": ["nn", "linear", "sdf", "cpd"], **config.get("recon", {})}
 EVALUATION = {"splits": ["test"], "overlay_subjects": 2, **config.get("evaluation", {})}
 BASELINE_METHODS = list(RECON["baselines"])
-EVAL_SUBJECTS = [s for s in LABELLED if SHEET.loc[s, "split"] in EVALUATION["splits"]]
+EVAL_SUBJECTS = [s for s in LABELLED if SHEET.loc[s, "split"] in EVALUATION["splits"] and s in TARGET_DOMAIN]
 # Subjects whose LAX views carry LV/RV labels (Table 2 needs them), e.g. the papers' annotated set
 LV_ON_LAX = [s for s in EVAL_SUBJECTS if "full" in LAX_OF[s].values()]
 HAS_TRUTH = COHORT["kind"] == "synthetic"
@@ -164,8 +178,8 @@ SEG = {"enabled": True, "model": "tiny", "checkpoint": None, "epochs": 30, "batc
 # What training a U-Net reads (cinerecon.models.seg_files.train_from_files); predict_frames,
 # checkpoint and enabled are inference's and the DAG's
 SEG_TRAINING_KEYS = ("model", "epochs", "batch_size", "lr", "seed", "frames", "frame_stride", "precision")
-SEG_TRAIN = [s for s in LABELLED if SHEET.loc[s, "split"] == "train"]
-SEG_VAL = [s for s in LABELLED if SHEET.loc[s, "split"] == "val"]
+SEG_TRAIN = [s for s in LABELLED if SHEET.loc[s, "split"] == "train" and s in TARGET_DOMAIN]
+SEG_VAL = [s for s in LABELLED if SHEET.loc[s, "split"] == "val" and s in TARGET_DOMAIN]
 SEG_CHECKPOINT = SEG["checkpoint"] or f"{RESULTS}/models/seg/{SEG['model']}/model.pt"
 SEG_ON = bool(SEG["enabled"]) and (bool(SEG["checkpoint"]) or (bool(SEG_TRAIN) and bool(SEG_VAL)))
 # DirectSeg is judged only on test subjects: validation subjects chose the best epoch.
@@ -236,12 +250,38 @@ def diffusion_model(method):
     return f"{RESULTS}/models/{method}/{DMCVR['preset']}/model.pt"
 
 
+# ---- Gemini-GAN: joint 3D super-resolution and segmentation, V-AMA domain adaptation ----
+GEMINI = {"enabled": False, "preset": "tiny", "methods": ["gemini_gan", "unet_seg", "unet_image"], "in_slices": 16,
+          "xy_factor": 1, "slice_mm": 2.0, "steps": 2000, "batch_size": 4, "lr": 1e-4, "weight_decay": 1e-6,
+          "crop": None, "seed": 0, "model": {}, "pretrain_splits": ["train", "val"], **config.get("gemini_gan", {})}
+VAMA = {"enabled": True, "preset": "tiny", "target_steps": 1000, "source_steps": 1000, "batch_size": 16, "lr": 2e-4,
+        "beta1": 0.5, "seed": 0, "model": {}, **GEMINI.get("vama", {})}
+# Training needs paired 3D truth: the synthetic cohort's (cinerecon.synth.highres)
+GEMINI_ON = bool(GEMINI["enabled"]) and HAS_TRUTH and SEG_ON
+GEMINI_METHODS = list(GEMINI["methods"]) if GEMINI_ON else []
+GEMINI_TRAINING_KEYS = ("preset", "in_slices", "xy_factor", "slice_mm", "steps", "batch_size", "lr", "weight_decay",
+                        "crop", "seed", "model")
+GEMINI_TRAIN = pretraining_subjects(GEMINI) if GEMINI_ON else []  # with their 3D truth, labelled or not
+# Judged against the 3D truth: every test subject, labelled or not; the source domain's by V-AMA
+SR_SUBJECTS = [s for s in SUBJECTS if SHEET.loc[s, "split"] == "test" and s in TARGET_DOMAIN] if GEMINI_ON else []
+DA_SUBJECTS = [s for s in SUBJECTS if SHEET.loc[s, "split"] == "test" and s not in TARGET_DOMAIN] \
+    if "gemini_gan" in GEMINI_METHODS else []
+VAMA_ON = GEMINI_ON and "gemini_gan" in GEMINI_METHODS and bool(VAMA["enabled"]) and bool(DA_SUBJECTS)
+# V-AMA adapts every source subject (unsupervised: no truth is read) to the training subjects' look
+VAMA_SOURCE = [s for s in SUBJECTS if s not in TARGET_DOMAIN] if VAMA_ON else []
+GEMINI_RECON = ["gemini_gan"] if "gemini_gan" in GEMINI_METHODS and EVAL_SUBJECTS else []
+
+
+def gemini_model(method):
+    return f"{RESULTS}/models/{method}/{GEMINI['preset']}/model.pt"
+
+
 # Methods that generate images: Table 1 rows (segmentation of the acquired slices they
 # rebuild), PSNR/SSIM and held-out slices.
 GENERATIVE_METHODS = LATENT_METHODS + DIFFUSION_METHODS
 # The held-out-slice evaluation: the generative methods and the linear baseline
 HELDOUT_METHODS = (["linear"] + GENERATIVE_METHODS) if GENERATIVE_METHODS else []
-RECON_METHODS = BASELINE_METHODS + GENERATIVE_METHODS
+RECON_METHODS = BASELINE_METHODS + GENERATIVE_METHODS + GEMINI_RECON
 RECON_PATTERN = "|".join(RECON_METHODS) or "NONE"
 
 
@@ -293,6 +333,9 @@ def final_outputs():
         outputs.append(f"{RESULTS}/tables/lax_dice_LVC.md")
         outputs += manifests("evaluated", EVAL_SUBJECTS)
         outputs += [f"{RESULTS}/figures/lax_overlay_{m}.png" for m in RECON_METHODS]
+    if SR_SUBJECTS:
+        outputs += [f"{RESULTS}/tables/super_resolution.md"]
+        outputs += [f"{RESULTS}/tables/domain_adaptation.md"] if VAMA_ON else []
     outputs += MOTION_OUTPUTS
     outputs.append(f"{RESULTS}/tables/subject_status.tsv")
     return outputs

@@ -34,7 +34,8 @@ rule synth:
         shard=shard_job(),
         seed=SYNTH.get("seed", 0),
         index=lambda wc: {s: int(SHEET.loc[s, "index"]) for s in SHARDS[wc.shard]},
-        acquisition=SYNTH.get("acquisition", {}),
+        # per subject: the second domain's subjects have their own scanner and population
+        acquisition=lambda wc: {s: acquisition_of(s) for s in SHARDS[wc.shard]},
         dicom=SYNTH.get("dicom"),
         label_frames=SYNTH.get("labels", {}).get("frames", "ed_es"),
     conda:

@@ -27,7 +27,7 @@ rule report:
     params:
         methods=RECON_METHODS,
         truth=HAS_TRUTH,
-        method_order=BASELINE_METHODS + ["directseg", "wplus_segnet"] + GENERATIVE_METHODS + ["labels"],
+        method_order=BASELINE_METHODS + ["directseg", "wplus_segnet"] + GENERATIVE_METHODS + GEMINI_RECON + ["labels"],
         splits=SHEET.loc[EVAL_SUBJECTS, "split"].to_dict(),  # the `split` column of the tables
     conda:
         "../envs/cpu.yaml"

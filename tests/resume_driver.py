@@ -22,7 +22,10 @@ from cinerecon.models.slice_store import write_store
 from cinerecon.models.stylegan2 import Generator, StyleGAN2Config, train_stylegan2
 from cinerecon.models.train_seg import train_unet
 from cinerecon.models.unet import UNet, UNetConfig
+from cinerecon.models.gemini_gan import GeminiConfig
+from cinerecon.models.vama import VamaConfig
 from cinerecon.models.wplus_segnet import WPlusSegNetConfig, train_wplus_segnet
+from cinerecon.superres.train import train_gemini, train_vama
 
 
 class DyingState(TrainingState):
@@ -95,6 +98,24 @@ def train(kind, state, folder):
         grid = ModelGrid(16, config.image_size, config.multiple)
         model, _ = train_diffae(images, config, steps=12, batch_size=5, log_every=4, state=state, seg_model=seg,
                                 precision="fp16", to_model=grid.to_model)
+        return model
+    if kind == "gemini_gan":  # both decoders, the discriminator, random crops and flips
+        config = GeminiConfig.tiny(in_slices=4, z_factor=2, width=4, depth=2, disc_width=4)
+        gen = torch.Generator().manual_seed(0)
+        d = config.out_slices
+        data = {"x": torch.from_numpy(images[:6, 0]).unsqueeze(1).repeat(1, 4, 1, 1),
+                "image": torch.rand(6, d, 16, 16, generator=gen), "labels": torch.from_numpy(
+                    labels[:6]).to(torch.uint8).unsqueeze(1).repeat(1, d, 1, 1),
+                "mask": torch.ones(6, d, 16, 16, dtype=torch.bool)}
+        G, _ = train_gemini(data, config, steps=12, batch_size=2, lr=1e-3, weight_decay=1e-6, crop=8, seed=0,
+                            device="cpu", state=state, log_every=4)
+        return G
+    if kind == "vama":  # the target network for 6 steps, then the source network from it
+        x = torch.from_numpy(images)
+        model, _ = train_vama(x[:12], x[12:], x[:12], VamaConfig.tiny(width=4, depth=2, latent_channels=2,
+                                                                      disc_width=4),
+                              steps=(6, 6), batch_size=4, lr=2e-4, beta1=0.5, seed=0, device="cpu", state=state,
+                              log_every=4)
         return model
     raise SystemExit(f"unknown kind {kind}")
 

@@ -144,7 +144,7 @@ def test_every_file_a_stage_reads_is_covered_by_its_declared_inputs(tiny_run):
     assert uncovered_reads(tiny_run / "results", audits) == []
 
 
-TRAININGS = {"train_seg", "train_stylegan2", "train_encoder", "train_diffusion"}
+TRAININGS = {"train_seg", "train_stylegan2", "train_encoder", "train_diffusion", "train_gemini", "train_vama"}
 
 
 @pytest.mark.parametrize("section, key, value, retrains", [
@@ -164,6 +164,7 @@ TRAININGS = {"train_seg", "train_stylegan2", "train_encoder", "train_diffusion"}
     ("segmentation", "lr", 0.003, {"train_seg"}),
     ("deeprecon", "gan_steps", 21, {"train_stylegan2"}),
     ("deeprecon", "encoder_lr", 0.002, {"train_encoder"}),
+    ("gemini_gan", "steps", 5, {"train_gemini"}),
 ])
 def test_an_inference_setting_never_retrains_a_model(tiny_run, tmp_path, section, key, value, retrains):
     """...and a training setting does retrain its model. (The Seg and W+SegNet trained on
@@ -192,6 +193,9 @@ def test_generative_models_pretrain_on_every_non_test_subject_and_no_test_subjec
     for log in ["train_stylegan2.log", "train_encoder.log", "train_diffusion/dmcvr.log", "train_diffusion/diffae.log"]:
         line = next(l for l in (results / "logs" / log).read_text().splitlines() if "pre-training subjects" in l)
         assert set(line.split(": ", 2)[-1].split()) == non_test, (log, line)
+    line = next(l for l in (results / "logs/train_gemini/gemini_gan.log").read_text().splitlines()
+                if "training subjects" in l)
+    assert set(line.split(": ", 2)[-1].split()) == non_test, line  # with their 3D truth
     for line in (results / "logs/train_seg/tiny.log").read_text().splitlines():
         if "training subjects" in line or "validation subjects" in line:
             assert not set(line.split(": ", 2)[-1].split()) & test, line
@@ -227,13 +231,13 @@ def test_tiny_synthetic_cohort_end_to_end(tiny_run):
     assert crop.shape[:2] == (64, 64) and crop.shape[3] == 12
     assert (results / "logs/crop/b0000.log").read_text().strip().endswith("done")
     status = pd.read_csv(results / "tables/subject_status.tsv", sep="\t")
-    assert list(status["status"]) == ["ok"] * 4
+    assert list(status["status"]) == ["ok"] * 5  # SYN0004: the second domain's subject
     # every subject, labelled or not, has a row per method in the cohort table
     cohort = pd.read_parquet(results / "tables/cohort_phenotypes.parquet")
     generative = {"deeprecon_no", "deeprecon_5", "dmcvr", "diffae"}
-    assert len(cohort) == 4 * 9 and set(cohort["method"]) == {"seg", "nn", "linear", "sdf", "cpd"} | generative
+    assert len(cohort) == 5 * 9 and set(cohort["method"]) == {"seg", "nn", "linear", "sdf", "cpd"} | generative
     assert (cohort["status"] == "ok").all() and cohort["LVEDV"].notna().all()
-    assert list(cohort.loc[cohort["method"] == "seg", "has_labels"]) == [True, True, True, False]
+    assert list(cohort.loc[cohort["method"] == "seg", "has_labels"]) == [True, True, True, False, False]
     truth_es = [json.loads((results / f"synthetic/{s}/truth/phenotypes.json").read_text())["es_frame"]
                 for s in ("SYN0000", "SYN0001", "SYN0002", "SYN0003")]
     assert (cohort.loc[cohort["method"] == "seg", "es_frame"] > 0).all() and max(truth_es) < 12
@@ -248,7 +252,8 @@ def test_tiny_synthetic_cohort_end_to_end(tiny_run):
     assert list(lax.columns) == ["method", "protocol", "average", "2ch", "3ch", "4ch"]
     whole = pd.read_csv(results / "tables/lax_dice_whole_LVC.csv")
     assert set(lax["protocol"]) == {"covered"} and set(whole["protocol"]) == {"whole"}
-    assert list(lax["method"]) == ["nn", "linear", "sdf", "cpd", "deeprecon_no", "deeprecon_5", "dmcvr", "diffae"]
+    assert list(lax["method"]) == ["nn", "linear", "sdf", "cpd", "deeprecon_no", "deeprecon_5", "dmcvr", "diffae",
+                                   "gemini_gan"]
     truth = pd.read_parquet(results / "tables/truth_metrics_numeric.parquet")
     lvc = truth[(truth["structure"] == "LVC") & (truth["metric"] == "dice")]
     assert (lvc["n"] == 4).all()  # 2 subjects x ED/ES
@@ -266,6 +271,15 @@ def test_tiny_synthetic_cohort_end_to_end(tiny_run):
     assert len(set(heldout["slices"])) == 1  # every method judged on the same slices
     assert (results / "models/deeprecon/tiny/samples.png").exists()
     assert (results / "models/dmcvr/tiny/round_trip.png").exists()
+    # Gemini-GAN: its volumes on the high-resolution grid, Tables 2 and 3 against the 3D truth
+    recon = nib.load(results / "recon/gemini_gan/SYN0001/label_ed.nii.gz")
+    assert np.allclose(np.linalg.norm(recon.affine[:3, :3], axis=0)[2], 2.0) and recon.shape[:2] == (64, 64)
+    sr = pd.read_csv(results / "tables/super_resolution.csv")
+    assert list(sr["method"]) == ["nn", "linear", "unet_seg", "unet_image", "gemini_gan"]
+    assert (sr["subjects"] == 2).all()  # the target domain's test subjects, labelled or not
+    assert sr.loc[sr["method"] == "unet_seg", "PSNR ED"].isna().all()  # n/a: no images
+    da = pd.read_csv(results / "tables/domain_adaptation.csv")
+    assert list(da["method"]) == ["no_adaptation", "vama"] and (da["subjects"] == 1).all()
     curves = pd.read_csv(results / "motion/SYN0001_to_SYN0002/curves.tsv", sep="\t")
     assert len(curves) == 3 and {"source_ml", "target_ml", "adapted_ml"} <= set(curves.columns)  # 12 frames / 4
     # a finished run has nothing left to do
@@ -284,7 +298,10 @@ def test_tiny_synthetic_cohort_end_to_end(tiny_run):
     # DiffAE's training and the linear held-out slices do not depend on it)
     latent = {"train_encoder": 1, "invert": 1, "train_seg_latent": 2, "recon_latent": 1,
               "train_wplus_segnet": 1, "wplus_segnet_rows": 1, "motion_adaptation": 1,
-              "train_diffusion": 1, "recon_diffusion": 2, "evaluate": 4, "shard_evaluated": 1, "lax_overlay": 4}
+              "train_diffusion": 1, "recon_diffusion": 2, "evaluate": 5, "shard_evaluated": 1, "lax_overlay": 5}
+    # (Gemini-GAN reads the segmentation for unlabelled subjects' ED/ES and the nn/linear rows,
+    # V-AMA for the landmarks of unlabelled subjects; Gemini-GAN's training does not)
+    latent.update({"recon_gemini": 1, "train_vama": 1, "superres_tables": 1})
     cohort_jobs = {"seg_record": 1, "cohort_recon": 4, "cohort_generative": 4, "cohort_phenotypes": 1}
     assert job_counts(dry.stdout + dry.stderr) == {"seg": 1, "eval_directseg": 1, "report": 1,
                                                    "subject_status": 1, "all": 1, **latent, **cohort_jobs}

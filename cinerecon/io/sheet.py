@@ -113,15 +113,34 @@ def cohort_sheet(cohort: dict) -> pd.DataFrame:
         syn = cohort["synthetic"]
         sheet = make_sheet(syn["n_subjects"], syn["seed"],
                            syn.get("splits", {"train": 0.6, "val": 0.2, "test": 0.2}))
+        from cinerecon.synth.cohort import add_source_domain
+
         sheet = validate_sheet(sheet, "synthetic cohort")
-        return assign_labels(sheet, syn["seed"], syn.get("labels"))
+        return add_source_domain(assign_labels(sheet, syn["seed"], syn.get("labels")), syn.get("source_domain"))
     if kind in ("nifti", "ukbb_dicom"):
         source = cohort[kind]["sheet"]
         sheet = read_sheet(source)
         sheet["has_labels"] = parse_has_labels(sheet, source)
         sheet["lax_labels"] = parse_lax_labels(sheet, source)
+        sheet["domain"] = parse_domain(sheet, source)
         return sheet
     raise SheetError(f"unknown cohort kind {kind!r}")
+
+
+DOMAINS = ("target", "source")
+
+
+def parse_domain(sheet: pd.DataFrame, source: str) -> pd.Series:
+    """The optional `domain` column: `target` (the domain the models train on; blank or
+    absent) or `source` (another site's scanner, adapted by V-AMA before Gemini-GAN)."""
+    if "domain" not in sheet.columns:
+        return pd.Series("target", index=sheet.index)
+    text = sheet["domain"].fillna("").astype(str).str.strip().str.lower().replace("", "target")
+    bad = sheet.loc[~text.isin(DOMAINS), ["subject", "domain"]]
+    if len(bad):
+        raise SheetError(f"{source}: unknown domain value(s) {dict(zip(bad['subject'][:5], bad['domain'][:5]))} "
+                         f"({{subject: value}}); use {DOMAINS} (blank: target)")
+    return text
 
 
 def cohort_lax_convention(cohort: dict):
@@ -147,11 +166,13 @@ PRETRAINING_SPLITS = ("train", "val")
 def pretraining_subjects(sheet: pd.DataFrame, splits=PRETRAINING_SPLITS) -> list[str]:
     """Subjects of `splits` in sheet order, labelled or not: what a generative model pre-trains
     on (appearance needs no labels; the papers pre-train on thousands of unlabelled UK Biobank
-    subjects). The test split is refused: its subjects never enter a training set."""
+    subjects). The test split is refused: its subjects never enter a training set; nor do a
+    second domain's (`domain` source), which only V-AMA sees."""
     splits = list(splits)
     if "test" in splits:
         raise ValueError("test subjects never enter a training set: remove 'test' from pretrain_splits")
     unknown = sorted(set(splits) - set(SPLITS))
     if unknown:
         raise ValueError(f"unknown split(s) {unknown} in pretrain_splits; use train and/or val")
-    return list(sheet.index[sheet["split"].isin(splits)])
+    target = sheet["domain"] == "target" if "domain" in sheet.columns else True
+    return list(sheet.index[sheet["split"].isin(splits) & target])

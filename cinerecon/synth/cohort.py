@@ -23,6 +23,7 @@ from cinerecon.labels import LAX_CONVENTIONS, LAX_VIEWS, RVC, lax_conventions, l
 from cinerecon.synth import heart as H
 from cinerecon.synth import scanner as S
 from cinerecon.synth.annotation import annotate
+from cinerecon.synth.highres import highres_plane, render_highres
 
 SPLITS = ("train", "val", "test")
 
@@ -98,6 +99,32 @@ def assign_labels(sheet: pd.DataFrame, seed: int, labels: dict) -> pd.DataFrame:
     test_labelled = list(sheet.index[sheet["has_labels"] & (sheet["split"] == "test")])
     sheet.loc[test_labelled[: int(labels["lax_full_test_subjects"])], "lax_labels"] = "full"
     return sheet
+
+
+# The second domain (Gemini-GAN's external site, the paper's Singapore set): another scanner
+# (tissue contrast, noise, coil bias) and another population (smaller hearts, thinner walls).
+# cohort.synthetic.source_domain.acquisition overrides these over the cohort's acquisition.
+SOURCE_DOMAIN_ACQUISITION = {"contrast": "external", "noise_sigma": 0.06, "bias_strength": 0.3,
+                             "lv_edv_range": [80.0, 150.0], "wall_range": [5.0, 10.0]}
+def add_source_domain(sheet: pd.DataFrame, source: dict | None) -> pd.DataFrame:
+    """Mark the sheet's subjects `target` and append `source_domain.n_subjects` of the
+    second domain: test split, no manual labels (they are judged on their 3D truth), IDs and
+    seeds after the target cohort's, so adding them changes no target subject."""
+    sheet = sheet.assign(domain="target")
+    n = int((source or {}).get("n_subjects", 0))
+    if n <= 0:
+        return sheet
+    first = len(sheet)
+    ids = [f"SYN{i:04d}" for i in range(first, first + n)]
+    extra = pd.DataFrame({"subject": ids, "index": range(first, first + n), "split": "test", "has_labels": False,
+                          "lax_labels": "none", "domain": "source"}, index=pd.Index(ids, name=sheet.index.name))
+    return pd.concat([sheet, extra])
+
+
+def source_acquisition(acquisition: dict | None, source: dict | None) -> dict:
+    """The second domain's acquisition settings: the cohort's, then the domain defaults, then
+    the user's `source_domain.acquisition`."""
+    return {**(acquisition or {}), **SOURCE_DOMAIN_ACQUISITION, **((source or {}).get("acquisition") or {})}
 
 
 def make_sheet(n_subjects: int, seed: int, fractions: dict) -> pd.DataFrame:
@@ -182,7 +209,7 @@ def generate_subject(subject: str, cohort_seed: int, index: int, out_dir,
     model = H.HeartModel(params)
     plan_rng = subject_rng(cohort_seed, index, 1)
     body = S.Body(plan_rng, model.centre_world())
-    lut = S.tissue_intensities(plan_rng)
+    lut = S.tissue_intensities(plan_rng, acq.contrast)
     bias = S.bias_field(plan_rng, acq.bias_strength)
     heart_rate = float(plan_rng.uniform(55, 80))
     frame_s = 60.0 / heart_rate / acq.n_frames
@@ -238,6 +265,14 @@ def generate_subject(subject: str, cohort_seed: int, index: int, out_dir,
             written[f"label_{plane.name}"] = out / f"label_{plane.name}.nii.gz"
             save_nifti(written[f"label_{plane.name}"], label_plan.file_labels(drawn, plane.name, phen["es_frame"]),
                        plane.affine, frame_s)
+
+    # the paired 3D acquisition (its own noise stream: nothing else changes)
+    hr_plane = highres_plane(model, planes[0], acq)
+    highres = render_highres(model, body, hr_plane, lut, {"ED": 0, "ES": phen["es_frame"]}, acq, detail, coil,
+                             subject_rng(cohort_seed, index, 5))
+    for name, volume in highres.items():
+        written[f"truth_sr_{name}"] = out / "truth" / f"sr_{name.lower()}.nii.gz"
+        save_nifti(written[f"truth_sr_{name}"], volume, hr_plane.affine)
 
     grid_affine, grid_shape = truth_grid(model, planes[0].affine, acq.truth_spacing_mm)
     ed = render_truth(model, grid_affine, grid_shape, 0)

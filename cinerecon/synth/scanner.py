@@ -78,6 +78,15 @@ class AcquisitionConfig:
     # The LAX annotators' protocol: the LV's papillary muscles and trabeculae drawn as
     # myocardium, where the SAX labels (UK Biobank's protocol) count them as blood pool
     lax_muscles_as_myocardium: bool = True
+    # The paired 3D acquisition (super-resolution truth, cinerecon.synth.highres): in-plane
+    # pixels per acquired pixel, the target slice thickness (k = round(spacing / slice_mm)
+    # thin slices per acquired spacing) and the margin around the ventricles
+    sr_xy_factor: int = 1
+    sr_slice_mm: float = 2.0
+    sr_margin_mm: float = 10.0
+    # The scanner's tissue contrast (CONTRASTS): `ukbb` (1.5 T Aera bSSFP) or `external`, a
+    # second site's scanner for domain adaptation
+    contrast: str = "ukbb"
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "AcquisitionConfig":
@@ -113,6 +122,13 @@ BASE_INTENSITY = {
     H.AIR: 0.0, LVC: 0.9, LVM: 0.26, RVC: 0.88, LA: 0.85, RA: 0.85, H.BODY: 0.22,
     H.FAT: 0.72, H.LUNG: 0.05, H.LIVER: 0.33, H.RV_WALL: 0.26, H.AORTA: 0.92, H.SPINE: 0.42,
 }
+# Another site's bSSFP (the second domain): darker blood, brighter myocardium and body,
+# fat-suppressed, so blood-myocardium contrast is half the UK Biobank scanner's.
+EXTERNAL_INTENSITY = {
+    H.AIR: 0.0, LVC: 0.7, LVM: 0.4, RVC: 0.66, LA: 0.64, RA: 0.64, H.BODY: 0.36,
+    H.FAT: 0.3, H.LUNG: 0.12, H.LIVER: 0.5, H.RV_WALL: 0.4, H.AORTA: 0.72, H.SPINE: 0.55,
+}
+CONTRASTS = {"ukbb": BASE_INTENSITY, "external": EXTERNAL_INTENSITY}
 BLOOD = (LVC, RVC, LA, RA, H.AORTA)
 
 LAX_ANGLES_DEG = {"4ch": 0.0, "2ch": 90.0}  # 3ch follows the aortic valve
@@ -318,10 +334,12 @@ def _waves(rng, n: int, wavelength_mm: float) -> np.ndarray:
     return w / np.linalg.norm(w, axis=1, keepdims=True) / wavelength_mm
 
 
-def tissue_intensities(rng) -> np.ndarray:
+def tissue_intensities(rng, contrast: str = "ukbb") -> np.ndarray:
     """Per-subject lookup table tissue code -> signal (contrast varies between scans)."""
+    if contrast not in CONTRASTS:
+        raise ValueError(f"synthetic acquisition contrast must be one of {sorted(CONTRASTS)}, got {contrast!r}")
     lut = np.zeros(256)
-    for code, value in BASE_INTENSITY.items():
+    for code, value in CONTRASTS[contrast].items():
         lut[code] = value * rng.uniform(0.92, 1.08)
     # muscle in the blood pools is myocardium; trabeculae are finer than a pixel, so half
     # blood (derived, not drawn: the smooth phantom's draws stay as they were)

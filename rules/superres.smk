@@ -1,0 +1,109 @@
+# Gemini-GAN (Savioli et al.): joint 3D super-resolution and segmentation of the aligned SAX
+# stack, trained on paired 3D truth (the synthetic cohort's), with two ablations (one
+# decoder each: unet_seg, unet_image); V-AMA adapts another site's stacks (the sheet's
+# `domain` source) before Gemini-GAN. GPU-tagged; checkpoints are inputs.
+
+
+rule train_gemini:
+    input:
+        aligned=manifests("align", GEMINI_TRAIN),
+        synth=manifests("synth", GEMINI_TRAIN),  # the 3D truth
+    output:
+        model=f"{RESULTS}/models/{{method}}/{GEMINI['preset']}/model.pt",
+        history=f"{RESULTS}/models/{{method}}/{GEMINI['preset']}/history.tsv",
+    wildcard_constraints:
+        method="|".join(GEMINI_METHODS) or "NONE",
+    log:
+        f"{RESULTS}/logs/train_gemini/{{method}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_gemini/{{method}}.tsv"
+    threads: GPU_THREADS
+    resources:
+        gpu=1,
+        mem_mb=32000,
+        runtime=training_runtime(2 * 24 * 60),
+    params:
+        subjects=GEMINI_TRAIN,
+        settings=settings_for(GEMINI, GEMINI_TRAINING_KEYS),
+    conda:
+        "../envs/gpu.yaml"
+    script:
+        "../workflow_scripts/train_gemini.py"
+
+
+rule train_vama:
+    input:
+        aligned=manifests("align", GEMINI_TRAIN + VAMA_SOURCE),
+        seg=manifests("seg", GEMINI_TRAIN + VAMA_SOURCE),  # landmarks of unlabelled subjects
+        synth=manifests("synth", GEMINI_TRAIN + VAMA_SOURCE),  # the truth's ED/ES frames
+    output:
+        model=f"{RESULTS}/models/vama/{VAMA['preset']}/model.pt",
+        history=f"{RESULTS}/models/vama/{VAMA['preset']}/history.tsv",
+    log:
+        f"{RESULTS}/logs/train_vama.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_vama.tsv"
+    threads: GPU_THREADS
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=training_runtime(24 * 60),
+    params:
+        targets=GEMINI_TRAIN,
+        sources=VAMA_SOURCE,
+        labelled=[s for s in GEMINI_TRAIN + VAMA_SOURCE if s in LABELLED_SET],
+        settings=VAMA,
+    conda:
+        "../envs/gpu.yaml"
+    script:
+        "../workflow_scripts/train_vama.py"
+
+
+rule recon_gemini:
+    # A shard's evaluated subjects reconstructed (-> evaluate: LAX, truth, phenotypes), and
+    # its test subjects scored against their 3D truth.
+    input:
+        upstream=manifest("align"),
+        segmented=manifest("seg"),  # ED/ES of unlabelled subjects; the nn/linear rows
+        synth=manifest("synth"),
+        models=[gemini_model(m) for m in GEMINI_METHODS],
+        vama=[f"{RESULTS}/models/vama/{VAMA['preset']}/model.pt"] if VAMA_ON else [],
+    output:
+        recon=[manifest("recon-gemini_gan")] if GEMINI_RECON else [],
+        scores=manifest("superres"),
+    log:
+        f"{RESULTS}/logs/recon_gemini/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/recon_gemini/{{shard}}.tsv"
+    threads: GPU_THREADS
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=shard_runtime(10),
+    params:
+        shard=shard_job(EVAL_SUBJECTS),
+        scored_shard=shard_job(SR_SUBJECTS + DA_SUBJECTS),
+        methods=GEMINI_METHODS,
+        domain=lambda wc: {s: SHEET.loc[s, "domain"] for s in SHARDS[wc.shard]},
+        settings=settings_for(GEMINI, ("in_slices", "xy_factor", "slice_mm")),
+    conda:
+        "../envs/gpu.yaml"
+    script:
+        "../workflow_scripts/recon_gemini.py"
+
+
+rule superres_tables:
+    input:
+        manifests("superres", SR_SUBJECTS + DA_SUBJECTS),
+    output:
+        super_resolution=f"{RESULTS}/tables/super_resolution.md",
+        **({"domain_adaptation": f"{RESULTS}/tables/domain_adaptation.md"} if VAMA_ON else {}),
+    log:
+        f"{RESULTS}/logs/superres_tables.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/superres_tables.tsv"
+    threads: TABLE_THREADS
+    conda:
+        "../envs/cpu.yaml"
+    script:
+        "../workflow_scripts/superres_tables.py"
