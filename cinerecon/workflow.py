@@ -219,7 +219,7 @@ def shard_stage(log_path, stage: str, shard: dict, manifest, inputs, outputs, ru
 # Params that describe the shard (its members, a fingerprint of all their raw files), not one
 # subject's work: left out of the subjects' digests, so appending a subject to the sheet does
 # not make the others of its shard look changed.
-SHARD_PARAMS = {"shard", "slices_shard", "raw_fingerprint"}
+SHARD_PARAMS = {"shard", "slices_shard", "scored_shard", "raw_fingerprint"}
 
 
 def subject_view(value, subject: str):

@@ -335,7 +335,7 @@ def final_outputs():
         outputs += [f"{RESULTS}/figures/lax_overlay_{m}.png" for m in RECON_METHODS]
     if SR_SUBJECTS:
         outputs += [f"{RESULTS}/tables/super_resolution.md"]
-        outputs += [f"{RESULTS}/tables/domain_adaptation.md"] if VAMA_ON else []
+        outputs += [f"{RESULTS}/tables/domain_adaptation.md"] if DA_SUBJECTS else []
     outputs += MOTION_OUTPUTS
     outputs.append(f"{RESULTS}/tables/subject_status.tsv")
     return outputs

@@ -32,10 +32,11 @@ rule train_gemini:
 
 
 rule train_vama:
+    # Unsupervised: the stacks and their labels (manual, else segmented: the landmarks and
+    # ED/ES), never the 3D truth
     input:
         aligned=manifests("align", GEMINI_TRAIN + VAMA_SOURCE),
-        seg=manifests("seg", GEMINI_TRAIN + VAMA_SOURCE),  # landmarks of unlabelled subjects
-        synth=manifests("synth", GEMINI_TRAIN + VAMA_SOURCE),  # the truth's ED/ES frames
+        seg=manifests("seg", GEMINI_TRAIN + VAMA_SOURCE),
     output:
         model=f"{RESULTS}/models/vama/{VAMA['preset']}/model.pt",
         history=f"{RESULTS}/models/vama/{VAMA['preset']}/history.tsv",
@@ -60,14 +61,14 @@ rule train_vama:
 
 
 rule recon_gemini:
-    # A shard's evaluated subjects reconstructed (-> evaluate: LAX, truth, phenotypes), and
-    # its test subjects scored against their 3D truth.
+    # A shard's evaluated subjects reconstructed by Gemini-GAN (-> evaluate: LAX, truth,
+    # phenotypes), and its target-domain test subjects scored by every network and by nn and
+    # linear against their 3D truth (Table 2).
     input:
         upstream=manifest("align"),
         segmented=manifest("seg"),  # ED/ES of unlabelled subjects; the nn/linear rows
-        synth=manifest("synth"),
+        synth=manifest("synth"),  # the 3D truth
         models=[gemini_model(m) for m in GEMINI_METHODS],
-        vama=[f"{RESULTS}/models/vama/{VAMA['preset']}/model.pt"] if VAMA_ON else [],
     output:
         recon=[manifest("recon-gemini_gan")] if GEMINI_RECON else [],
         scores=manifest("superres"),
@@ -82,9 +83,8 @@ rule recon_gemini:
         runtime=shard_runtime(10),
     params:
         shard=shard_job(EVAL_SUBJECTS),
-        scored_shard=shard_job(SR_SUBJECTS + DA_SUBJECTS),
+        scored_shard=shard_job(SR_SUBJECTS),
         methods=GEMINI_METHODS,
-        domain=lambda wc: {s: SHEET.loc[s, "domain"] for s in SHARDS[wc.shard]},
         settings=settings_for(GEMINI, ("in_slices", "xy_factor", "slice_mm")),
     conda:
         "../envs/gpu.yaml"
@@ -92,12 +92,40 @@ rule recon_gemini:
         "../workflow_scripts/recon_gemini.py"
 
 
+rule adapt_gemini:
+    # The source domain's test subjects: Gemini-GAN on their stacks as acquired and after
+    # V-AMA, against their 3D truth (Table 3)
+    input:
+        upstream=manifest("align"),
+        synth=manifest("synth"),
+        model=gemini_model("gemini_gan"),
+        vama=[f"{RESULTS}/models/vama/{VAMA['preset']}/model.pt"] if VAMA_ON else [],
+    output:
+        manifest("superres-source"),
+    log:
+        f"{RESULTS}/logs/adapt_gemini/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/adapt_gemini/{{shard}}.tsv"
+    threads: GPU_THREADS
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=shard_runtime(5),
+    params:
+        shard=shard_job(DA_SUBJECTS),
+        settings=settings_for(GEMINI, ("in_slices", "xy_factor", "slice_mm")),
+    conda:
+        "../envs/gpu.yaml"
+    script:
+        "../workflow_scripts/adapt_gemini.py"
+
+
 rule superres_tables:
     input:
-        manifests("superres", SR_SUBJECTS + DA_SUBJECTS),
+        manifests("superres", SR_SUBJECTS) + manifests("superres-source", DA_SUBJECTS),
     output:
         super_resolution=f"{RESULTS}/tables/super_resolution.md",
-        **({"domain_adaptation": f"{RESULTS}/tables/domain_adaptation.md"} if VAMA_ON else {}),
+        **({"domain_adaptation": f"{RESULTS}/tables/domain_adaptation.md"} if DA_SUBJECTS else {}),
     log:
         f"{RESULTS}/logs/superres_tables.log",
     benchmark:

@@ -337,6 +337,19 @@ def test_dmcvr_enabled_without_labelled_train_subjects_is_refused(tmp_path):
         check_config(cfg, rows)
 
 
+def test_gemini_gan_needs_paired_3d_truth(tmp_path):
+    """A real cohort has no 3D truth to train on: refused when the user asks, noted when a preset does."""
+    (tmp_path / "m.pt").write_bytes(b"weights")
+    rows = sheet([("A", "train", True), ("B", "val", True), ("C", "test", True)])
+    cfg = {"cohort": {"kind": "nifti"}, "segmentation": {"checkpoint": str(tmp_path / "m.pt")},
+           "gemini_gan": {"enabled": True}}
+    with pytest.raises(ConfigError, match=r"^config key gemini_gan.enabled: Gemini-GAN needs paired 3D truth"):
+        check_config(cfg, rows)
+    notes = check_config(cfg, rows, {})
+    assert len(notes) == 1 and notes[0].startswith("config key gemini_gan.enabled: off for this cohort")
+    assert check_config({**cfg, "cohort": {"kind": "synthetic"}}, rows) == []
+
+
 def test_methods_enabled_only_by_the_demo_config_are_switched_off_with_a_note(caplog):
     """The presets enable DeepRecon and DMCVR; a user's NIfTI cohort that turns segmentation
     off must not have to turn them off too, but is told. The user's keys are exactly Snakemake's
@@ -344,7 +357,8 @@ def test_methods_enabled_only_by_the_demo_config_are_switched_off_with_a_note(ca
     user = {"segmentation": {"enabled": False}}
     cfg = resolve_config(user, PRESETS)
     notes = check_config(cfg, FULL, user)
-    assert [n.split(":")[0] for n in notes] == ["config key deeprecon.enabled", "config key dmcvr.enabled"]
+    assert [n.split(":")[0] for n in notes] == ["config key deeprecon.enabled", "config key dmcvr.enabled",
+                                                "config key gemini_gan.enabled"]
     assert "off for this cohort although the demo preset enables it: DeepRecon needs the segmentation" in notes[0]
 
     class Workflow:  # Snakemake's --configfile values
@@ -369,7 +383,7 @@ def test_the_paper_presets_methods_and_evaluation_are_noted_off_for_a_cohort_wit
     user = {"preset": "paper", "results": "r", "cohort": {"kind": "nifti"}, "segmentation": {"enabled": False}}
     notes = check_config(resolve_config(user, PRESETS), rows, user)
     assert [n.split(":")[0] for n in notes] == ["config key evaluation.splits", "config key deeprecon.enabled",
-                                               "config key dmcvr.enabled"]
+                                               "config key dmcvr.enabled", "config key gemini_gan.enabled"]
     assert "the paper preset evaluates split(s) ['test'], and no subject in them has manual labels" in notes[0]
     assert "although the paper preset enables it" in notes[1]
 
@@ -384,7 +398,8 @@ def test_a_plain_demo_run_has_no_user_keys():
 
     cfg = merged(DEMO, {"segmentation": {"enabled": False}})  # as if the preset itself had it off
     notes = check_workflow_config(cfg, FULL, Workflow)
-    assert [n.split(":")[0] for n in notes] == ["config key deeprecon.enabled", "config key dmcvr.enabled"]
+    assert [n.split(":")[0] for n in notes] == ["config key deeprecon.enabled", "config key dmcvr.enabled",
+                                                "config key gemini_gan.enabled"]
 
 
 def test_motion_pair_must_be_in_the_sheet():

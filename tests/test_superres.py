@@ -157,3 +157,28 @@ def test_second_domain_subjects_follow_the_target_cohort():
         parse_domain(pd.DataFrame({"subject": ["a"], "domain": ["elsewhere"]}), "sheet.tsv")
     assert parse_domain(pd.DataFrame({"subject": ["a", "b"], "domain": ["", "Source"]}), "s").tolist() == \
         ["target", "source"]
+
+
+def test_real_shaped_stacks_that_gemini_gan_cannot_take_are_refused_by_subject(fine_subject):
+    from cinerecon.io.nifti import InputError
+    from cinerecon.superres.data import load_stack, network_input
+    from cinerecon.superres.files import predict
+
+    with pytest.raises(InputError, match=r"subject S7: aligned SAX stack: 17 slices, the model takes at most 16"):
+        network_input(np.zeros((17, 8, 8), np.float32), 16, "S7")
+    stack = load_stack("SR", fine_subject["sa"], {"ED": 0}, 1, 4)
+    G = GeminiGenerator(GeminiConfig.tiny(in_slices=16, z_factor=5, width=4, disc_width=4)).eval()
+    with pytest.raises(InputError, match=r"subject SR: .*refines the stack by \(z 4, xy 1\), the model by \(z 5"):
+        predict(G, stack)
+    with pytest.raises(InputError, match=r"subject SR: .*frames \{'ES': 99\} outside the cine's 6 frames"):
+        load_stack("SR", fine_subject["sa"], {"ED": 0, "ES": 99}, 1, 4)
+
+
+def test_landmarks_need_three_slices_with_both_ventricles():
+    from cinerecon.superres.landmarks import LandmarkError
+
+    labels = np.zeros((10, 10, 4), np.uint8)
+    labels[2:4, 2:4, :2] = LVM
+    labels[6:8, 6:8, :] = RVC
+    with pytest.raises(LandmarkError, match="2 slices hold both LV myocardium and RV; the landmarks need 3"):
+        six_landmarks(labels, np.eye(4))

@@ -148,7 +148,8 @@ TRAININGS = {"train_seg", "train_stylegan2", "train_encoder", "train_diffusion",
 
 
 @pytest.mark.parametrize("section, key, value, retrains", [
-    ("segmentation", "predict_frames", "ed_es", set()),
+    # (V-AMA's landmarks and ED/ES of unlabelled subjects come from the segmentation)
+    ("segmentation", "predict_frames", "ed_es", {"train_vama"}),
     ("deeprecon", "inversion", {"steps": [0, 6], "batch_size": 64}, set()),
     ("deeprecon", "motion", {"source": "SYN0001", "target": "SYN0002", "frame_stride": 3}, set()),
     ("dmcvr", "ddim_steps", 3, set()),
@@ -301,7 +302,7 @@ def test_tiny_synthetic_cohort_end_to_end(tiny_run):
               "train_diffusion": 1, "recon_diffusion": 2, "evaluate": 5, "shard_evaluated": 1, "lax_overlay": 5}
     # (Gemini-GAN reads the segmentation for unlabelled subjects' ED/ES and the nn/linear rows,
     # V-AMA for the landmarks of unlabelled subjects; Gemini-GAN's training does not)
-    latent.update({"recon_gemini": 1, "train_vama": 1, "superres_tables": 1})
+    latent.update({"recon_gemini": 1, "train_vama": 1, "adapt_gemini": 1, "superres_tables": 1})
     cohort_jobs = {"seg_record": 1, "cohort_recon": 4, "cohort_generative": 4, "cohort_phenotypes": 1}
     assert job_counts(dry.stdout + dry.stderr) == {"seg": 1, "eval_directseg": 1, "report": 1,
                                                    "subject_status": 1, "all": 1, **latent, **cohort_jobs}

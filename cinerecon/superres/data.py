@@ -49,6 +49,7 @@ class Stack:
     hr_shape: tuple       # (X', Y', Z') of the high-resolution grid
     xy_factor: int = 1
     z_factor: int = 1
+    n_frames: int = 0     # of the cine
 
     @property
     def n_slices(self) -> int:
@@ -70,7 +71,8 @@ def load_stack(subject: str, image_path, frames: dict, xy_factor: int, z_factor:
     window = intensity_window(cine)
     images = {p: np.moveaxis(apply_window(cine[..., t], window), -1, 0) for p, t in frames.items()}
     hr_affine, hr_shape = highres_grid(affine, cine.shape, xy_factor, z_factor)
-    return Stack(subject, images, dict(frames), affine, window, hr_affine, hr_shape, xy_factor, z_factor)
+    return Stack(subject, images, dict(frames), affine, window, hr_affine, hr_shape, xy_factor, z_factor,
+                 int(cine.shape[3]))
 
 
 def grid_points(affine: np.ndarray, shape) -> np.ndarray:
@@ -85,6 +87,9 @@ def sample_on_grid(volume, affine, grid_affine, grid_shape, order: int, mode: st
     to_source = np.linalg.solve(affine, grid_affine)
     ijk = np.stack(np.meshgrid(*[np.arange(n, dtype=float) for n in grid_shape[:3]], indexing="ij"), axis=0)
     coords = np.tensordot(to_source[:3, :3], ijk, axes=1) + to_source[:3, 3, None, None, None]
+    # lattices that coincide give integers up to round-off, and -1e-15 is outside for scipy
+    nearest = np.round(coords)
+    coords = np.where(np.abs(coords - nearest) < 1e-6, nearest, coords)
     return ndimage.map_coordinates(np.asarray(volume, np.float32), coords, order=order, mode=mode, cval=fill)
 
 

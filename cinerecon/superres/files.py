@@ -15,8 +15,10 @@ import pandas as pd
 import torch
 
 from cinerecon.baselines import reconstruct_labels
+from cinerecon.baselines.grid import pad_slices
 from cinerecon.io.files import write_history, write_json
 from cinerecon.io.nifti import InputError, load_nifti, save_nifti
+from cinerecon.io.subject import label_ed_es
 from cinerecon.labels import LVC, LVM, RVC
 from cinerecon.metrics.image import psnr, ssim
 from cinerecon.metrics.overlap import dice
@@ -94,13 +96,20 @@ def train_gemini_files(subjects: dict, settings: dict, method: str, outputs: dic
     log.info("training subjects (%d): %s", len(subjects), " ".join(subjects))
     items, k = [], None
     for s, files in subjects.items():
-        stack, truth = paired_stack(s, files, settings)
-        k_s = z_factor_of(stack.affine, settings["slice_mm"])
-        if k is not None and k_s != k:
-            raise InputError(s, files["sa"], f"slice spacing gives {k_s} thin slices per spacing, other subjects {k}")
-        k = k_s
-        config = gemini_config(settings, method, k)
-        items += training_items(stack, truth, config)
+        try:
+            stack, truth = paired_stack(s, files, settings)
+            k_s = z_factor_of(stack.affine, settings["slice_mm"])
+            if k is not None and k_s != k:
+                raise InputError(s, files["sa"], f"its slice spacing gives {k_s} thin slices per spacing, the "
+                                 f"other training subjects' {k}")
+            mine = training_items(stack, truth, gemini_config(settings, method, k_s))
+        except InputError as exc:  # one bad subject does not stop the training
+            log.warning("left out of training: %s", exc)
+            continue
+        k, items = k_s, items + mine
+    if not items:
+        raise ValueError("Gemini-GAN: every training subject was left out (see the warnings above)")
+    config = gemini_config(settings, method, k)
     shapes = {it["x"].shape for it in items}
     if len(shapes) > 1:
         raise ValueError(f"Gemini-GAN: the aligned crops differ in size {sorted(shapes)}; crop.sax_size fixes one")
@@ -125,6 +134,10 @@ def predict(G: GeminiGenerator, stack: Stack, images: dict | None = None) -> dic
     `images` replaces the stack's own (V-AMA's adapted slices)."""
     c = G.config
     device = next(G.parameters()).device
+    if (stack.z_factor, stack.xy_factor) != (c.z_factor, c.xy_factor):
+        raise InputError(stack.subject, "aligned SAX stack", f"its grid refines the stack by (z {stack.z_factor}, "
+                         f"xy {stack.xy_factor}), the model by (z {c.z_factor}, xy {c.xy_factor}): another slice "
+                         "spacing than the training subjects'")
     n_fine = stack.hr_shape[2]
     if n_fine > c.out_slices:
         raise InputError(stack.subject, "aligned SAX stack", f"{stack.n_slices} slices, the model takes at most "
@@ -149,7 +162,8 @@ def write_prediction(stack: Stack, prediction: dict, outputs: dict, record_path,
         save_nifti(outputs[phase], labels, stack.hr_affine, dtype=np.uint8)
         save_nifti(outputs[f"image_{phase}"], image, stack.hr_affine, dtype=np.float32)
     record = {"subject": stack.subject, "method": method, "frames": stack.frames, "n_slices": stack.n_slices,
-              "hr_shape": list(stack.hr_shape), "window": list(stack.window)}
+              "n_frames": stack.n_frames, "k": stack.z_factor, "pad_slices": pad_slices(stack.z_factor),
+              "xy_factor": stack.xy_factor, "hr_shape": list(stack.hr_shape), "window": list(stack.window)}
     write_json(record_path, record)
     return record
 
@@ -186,7 +200,8 @@ def interpolation_rows(subject: str, stack: Stack, truth: dict, seg_path) -> pd.
         for method, order in (("nn", 0), ("linear", 1)):
             image = sample_on_grid(image_lr, stack.affine, stack.hr_affine, stack.hr_shape, order, mode="nearest")
             fine, fine_affine = reconstruct_labels(labels_lr, seg_affine, stack.z_factor, method)
-            labels = sample_on_grid(fine, fine_affine, stack.hr_affine, stack.hr_shape, 0).round().astype(np.uint8)
+            labels = sample_on_grid(fine, fine_affine, stack.hr_affine, stack.hr_shape, 0,
+                                    mode="nearest").round().astype(np.uint8)
             rows += score(subject, method, phase, np.moveaxis(image, -1, 0), np.moveaxis(labels, -1, 0), truth[phase])
     return pd.DataFrame(rows)
 
@@ -199,13 +214,12 @@ def network_rows(subject: str, method: str, prediction: dict, truth: dict) -> pd
 
 
 # ---- V-AMA -------------------------------------------------------------------------------
-def landmark_stack(subject: str, files: dict, frames: dict) -> dict:
-    """{phase: six landmarks} from the subject's label cine (manual, else predicted)."""
-    labels, affine, _ = load_nifti(files["labels"], subject)
+def landmark_stack(subject: str, path, labels: np.ndarray, affine: np.ndarray, frames: dict) -> dict:
+    """{phase: six landmarks} from the subject's label cine (manual, else predicted) at `path`."""
     try:
         return {p: six_landmarks(labels[..., t], affine) for p, t in frames.items()}
     except LandmarkError as exc:
-        raise InputError(subject, files["labels"], str(exc)) from None
+        raise InputError(subject, path, str(exc)) from None
 
 
 def vama_slices(targets: dict, sources: dict, settings: dict) -> dict:
@@ -216,8 +230,10 @@ def vama_slices(targets: dict, sources: dict, settings: dict) -> dict:
         out = {}
         for s, files in group.items():
             try:
-                stack = load_stack(s, files["sa"], truth_frames(s, files["phenotypes"]), 1, 1)
-                out[s] = (stack, landmark_stack(s, files, stack.frames))
+                labels, affine, _ = load_nifti(files["labels"], s)
+                frames = label_ed_es(s, files["labels"], labels, affine)  # no truth is read
+                stack = load_stack(s, files["sa"], frames, 1, 1)
+                out[s] = (stack, landmark_stack(s, files["labels"], labels, affine, frames))
             except InputError as exc:
                 log.warning("V-AMA leaves %s out: %s", s, exc)
         return out

@@ -41,19 +41,24 @@ def score_outputs(layout: Layout, s: Subject) -> list[Path]:
     return [layout.eval_superres(s.id)]
 
 
-def score_run(layout: Layout, s: Subject, models: dict, vama, settings: dict, domain: dict) -> None:
-    """Target-domain subjects: nn, linear and every network against the 3D truth; source-domain
-    subjects: Gemini-GAN without adaptation and after V-AMA."""
-    files = subject_files(layout, s)
-    stack, truth = F.paired_stack(s.id, files, settings)
-    if domain[s.id] == "target":
-        parts = [F.interpolation_rows(s.id, stack, truth, layout.seg(s.id))]
-        parts += [F.network_rows(s.id, method, F.predict(G, stack), truth) for method, G in models.items()]
-    else:
-        G = models["gemini_gan"]
-        parts = [F.network_rows(s.id, "no_adaptation", F.predict(G, stack), truth)]
-        if vama is not None:
-            parts.append(F.network_rows(s.id, "vama", F.predict(G, stack, F.adapt_images(vama, stack)), truth))
+def score_run(layout: Layout, s: Subject, models: dict, settings: dict) -> None:
+    """A target-domain subject: nn, linear and every network against its 3D truth (Table 2)."""
+    stack, truth = F.paired_stack(s.id, subject_files(layout, s), settings)
+    parts = [F.network_rows(s.id, method, F.predict(G, stack), truth) for method, G in models.items()]
+    parts.append(F.interpolation_rows(s.id, stack, truth, layout.seg(s.id)))
+    _write(layout, s, parts, "target")
+
+
+def adapted_score_run(layout: Layout, s: Subject, model, vama, settings: dict) -> None:
+    """A source-domain subject: Gemini-GAN without adaptation and after V-AMA (Table 3)."""
+    stack, truth = F.paired_stack(s.id, subject_files(layout, s), settings)
+    parts = [F.network_rows(s.id, "no_adaptation", F.predict(model, stack), truth)]
+    if vama is not None:
+        parts.append(F.network_rows(s.id, "vama", F.predict(model, stack, F.adapt_images(vama, stack)), truth))
+    _write(layout, s, parts, "source")
+
+
+def _write(layout: Layout, s: Subject, parts: list, domain: str) -> None:
     rows = pd.concat(parts, ignore_index=True)
-    rows.insert(1, "domain", domain[s.id])
+    rows.insert(1, "domain", domain)
     write_parquet(layout.eval_superres(s.id), rows)

@@ -10,6 +10,7 @@ from cinerecon.superres.data import PHASES
 
 METRICS = [("dice_LVC", "Dice LVC"), ("dice_LVM", "Dice LVM"), ("dice_RVC", "Dice RVC"), ("psnr", "PSNR"),
            ("ssim", "SSIM")]
+ROW_COLUMNS = ["subject", "domain", "method", "phase", "metric", "value"]  # cinerecon.superres.stages
 SUPER_RESOLUTION_ORDER = ["nn", "linear", "unet_seg", "unet_image", "gemini_gan"]
 DOMAIN_ADAPTATION_ORDER = ["no_adaptation", "vama"]
 
@@ -26,7 +27,8 @@ def paper_table(rows: pd.DataFrame, order: list[str]) -> pd.DataFrame:
                 values = mine.loc[(mine["metric"] == metric) & (mine["phase"] == phase), "value"]
                 row[f"{name} {phase}"] = f"{values.mean():.3f} ({values.std(ddof=0):.3f})" if len(values) else "n/a"
         out.append(row)
-    return pd.DataFrame(out)
+    columns = ["method", "subjects"] + [f"{name} {phase}" for _, name in METRICS for phase in PHASES]
+    return pd.DataFrame(out, columns=columns)
 
 
 def superres_tables(rows: pd.DataFrame) -> dict:
