@@ -182,3 +182,21 @@ def test_landmarks_need_three_slices_with_both_ventricles():
     labels[6:8, 6:8, :] = RVC
     with pytest.raises(LandmarkError, match="2 slices hold both LV myocardium and RV; the landmarks need 3"):
         six_landmarks(labels, np.eye(4))
+
+
+def test_centre_alignment_is_rigid_and_maps_centre_to_centre():
+    from cinerecon.superres.data import Stack
+    from cinerecon.superres.files import centre_alignment
+
+    def stack(affine):
+        return Stack("S", {"ED": np.zeros((5, 8, 6), np.float32)}, {"ED": 0}, affine, (0, 1), affine, (8, 6, 5))
+
+    angle = 0.3
+    rot = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    a, b = np.eye(4), np.eye(4)
+    a[:3, :3], a[:3, 3] = np.diag([1.8, 1.8, 10.0]), [3, -4, 7]
+    b[:3, :3], b[:3, 3] = rot @ np.diag([1.8, 1.8, 10.0]), [-20, 5, 1]
+    t = centre_alignment(stack(a), stack(b))
+    assert np.allclose(t[:3, :3] @ t[:3, :3].T, np.eye(3)) and np.isclose(np.linalg.det(t[:3, :3]), 1)
+    centre = (np.array([8, 6, 5]) - 1) / 2
+    assert np.allclose(apply_affine(t @ a, centre), apply_affine(b, centre))

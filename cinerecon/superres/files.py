@@ -233,9 +233,15 @@ def vama_slices(targets: dict, sources: dict, settings: dict) -> dict:
                 labels, affine, _ = load_nifti(files["labels"], s)
                 frames = label_ed_es(s, files["labels"], labels, affine)  # no truth is read
                 stack = load_stack(s, files["sa"], frames, 1, 1)
-                out[s] = (stack, landmark_stack(s, files["labels"], labels, affine, frames))
             except InputError as exc:
                 log.warning("V-AMA leaves %s out: %s", s, exc)
+                continue
+            try:
+                marks = landmark_stack(s, files["labels"], labels, affine, frames)
+            except InputError as exc:  # e.g. a segmentation the domain shift has broken
+                log.warning("V-AMA aligns %s by its crop's centre instead of landmarks: %s", s, exc)
+                marks = None
+            out[s] = (stack, marks)
         return out
 
     tgt, src = stacks(targets), stacks(sources)
@@ -248,7 +254,8 @@ def vama_slices(targets: dict, sources: dict, settings: dict) -> dict:
     for i, (stack, marks) in enumerate(src.values()):
         for j, phase in enumerate(PHASES):
             fixed, fixed_marks = order[(2 * i + j) % len(order)]
-            transform = rigid_matrix(*kabsch(marks[phase], fixed_marks[phase]))
+            transform = rigid_matrix(*kabsch(marks[phase], fixed_marks[phase])) \
+                if marks is not None and fixed_marks is not None else centre_alignment(stack, fixed)
             moved = align_stack(np.moveaxis(stack.images[phase], 0, -1), stack.affine, transform, fixed.affine,
                                 fixed.images[phase].shape[1:] + (fixed.n_slices,))
             source_slices += list(np.moveaxis(moved, -1, 0))
@@ -256,6 +263,20 @@ def vama_slices(targets: dict, sources: dict, settings: dict) -> dict:
     as_tensor = lambda slices: torch.from_numpy(np.stack(slices)[:, None].astype(np.float32))  # noqa: E731
     return {"target": as_tensor(target_slices), "source": as_tensor(source_slices),
             "context": as_tensor(context_slices)}
+
+
+def centre_alignment(moving: Stack, fixed: Stack) -> np.ndarray:
+    """The rigid map that puts the moving stack's centre on the fixed one's, axes on axes
+    (the crops are heart-centred): V-AMA's fallback where landmarks cannot be found."""
+    def centre_and_axes(stack):
+        shape = np.array(stack.images[PHASES[0]].shape[1:] + (stack.n_slices,), float)
+        centre = stack.affine[:3, :3] @ ((shape - 1) / 2) + stack.affine[:3, 3]
+        return centre, stack.affine[:3, :3] / np.linalg.norm(stack.affine[:3, :3], axis=0)
+
+    c_m, u_m = centre_and_axes(moving)
+    c_f, u_f = centre_and_axes(fixed)
+    rotation = u_f @ u_m.T
+    return rigid_matrix(rotation, c_f - rotation @ c_m)
 
 
 def train_vama_files(targets: dict, sources: dict, settings: dict, outputs: dict, device,

@@ -104,7 +104,7 @@ def assign_labels(sheet: pd.DataFrame, seed: int, labels: dict) -> pd.DataFrame:
 # The second domain (Gemini-GAN's external site, the paper's Singapore set): another scanner
 # (tissue contrast, noise, coil bias) and another population (smaller hearts, thinner walls).
 # cohort.synthetic.source_domain.acquisition overrides these over the cohort's acquisition.
-SOURCE_DOMAIN_ACQUISITION = {"contrast": "external", "noise_sigma": 0.06, "bias_strength": 0.3,
+SOURCE_DOMAIN_ACQUISITION = {"contrast": "external", "noise_sigma": 0.05, "bias_strength": 0.3,
                              "lv_edv_range": [80.0, 150.0], "wall_range": [5.0, 10.0]}
 def add_source_domain(sheet: pd.DataFrame, source: dict | None) -> pd.DataFrame:
     """Mark the sheet's subjects `target` and append `source_domain.n_subjects` of the

@@ -122,11 +122,11 @@ BASE_INTENSITY = {
     H.AIR: 0.0, LVC: 0.9, LVM: 0.26, RVC: 0.88, LA: 0.85, RA: 0.85, H.BODY: 0.22,
     H.FAT: 0.72, H.LUNG: 0.05, H.LIVER: 0.33, H.RV_WALL: 0.26, H.AORTA: 0.92, H.SPINE: 0.42,
 }
-# Another site's bSSFP (the second domain): darker blood, brighter myocardium and body,
-# fat-suppressed, so blood-myocardium contrast is half the UK Biobank scanner's.
+# Another site's bSSFP (the second domain): darker blood, brighter myocardium, body and
+# liver, darker fat, so blood-myocardium contrast is three quarters of the UK Biobank scanner's.
 EXTERNAL_INTENSITY = {
-    H.AIR: 0.0, LVC: 0.7, LVM: 0.4, RVC: 0.66, LA: 0.64, RA: 0.64, H.BODY: 0.36,
-    H.FAT: 0.3, H.LUNG: 0.12, H.LIVER: 0.5, H.RV_WALL: 0.4, H.AORTA: 0.72, H.SPINE: 0.55,
+    H.AIR: 0.0, LVC: 0.8, LVM: 0.32, RVC: 0.77, LA: 0.74, RA: 0.74, H.BODY: 0.3,
+    H.FAT: 0.45, H.LUNG: 0.08, H.LIVER: 0.42, H.RV_WALL: 0.32, H.AORTA: 0.82, H.SPINE: 0.5,
 }
 CONTRASTS = {"ukbb": BASE_INTENSITY, "external": EXTERNAL_INTENSITY}
 BLOOD = (LVC, RVC, LA, RA, H.AORTA)
