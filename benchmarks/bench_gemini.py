@@ -3,7 +3,7 @@ rows against the 3D truth after each training budget.
 
 Usage:
   python benchmarks/bench_gemini.py [--preset tiny] [--size 96] [--slices 16] [--batch 4] [--steps 10]
-  python benchmarks/bench_gemini.py --curve 300 1000 [--subjects 10] [--lr 0.001] [--crop 64]
+  python benchmarks/bench_gemini.py --curve 300 1000 [--subjects 10] [--lr 0.003] [--crop 64]
 
 Throughput: one training step = a generator and a discriminator update on `batch` stacks
 (the joint model: both decoders and the GAN); one inference volume = one phase of one
@@ -99,7 +99,7 @@ def main():
     ap.add_argument("--volumes", type=int, default=16)
     ap.add_argument("--curve", type=int, nargs="*", help="training budgets (steps) to score against the truth")
     ap.add_argument("--subjects", type=int, default=10)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr", type=float, default=3e-3, help="the demo's")
     ap.add_argument("--crop", type=int, default=64)
     args = ap.parse_args()
     if args.curve:
