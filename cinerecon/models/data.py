@@ -20,9 +20,23 @@ def normalise_intensity(volume, low: float = 1.0, high: float = 99.0) -> np.ndar
     volume maps to all zeros.
     """
     v = np.asarray(volume, dtype=np.float32)
+    return apply_window(v, intensity_window(v, low, high))
+
+
+def intensity_window(volume, low: float = 1.0, high: float = 99.0) -> tuple[float, float]:
+    """The volume's [p_low, p_high] percentiles (what normalise_intensity maps to [-1, 1])."""
+    v = np.asarray(volume, dtype=np.float32)
     if not np.all(np.isfinite(v)):
         raise ValueError("volume contains non-finite values")
     lo, hi = np.percentile(v, [low, high])
+    return float(lo), float(hi)
+
+
+def apply_window(volume, window: tuple[float, float]) -> np.ndarray:
+    """[lo, hi] -> [-1, 1], clipped, float32: another volume of the same scanner through a
+    window taken from one (a paired 3D acquisition through its stack's)."""
+    lo, hi = window
+    v = np.asarray(volume, dtype=np.float32)
     if hi <= lo:
         return np.zeros_like(v)
     out = (v - np.float32(lo)) * np.float32(2.0 / (hi - lo)) - np.float32(1.0)

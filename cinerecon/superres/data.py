@@ -17,23 +17,10 @@ from scipy import ndimage
 
 from cinerecon.geometry import apply_affine
 from cinerecon.io.nifti import InputError, load_nifti
+from cinerecon.models.data import apply_window, intensity_window
 from cinerecon.superres.grid import highres_grid
 
 PHASES = ("ED", "ES")
-
-
-def intensity_window(volume: np.ndarray, low: float = 1.0, high: float = 99.0) -> tuple[float, float]:
-    lo, hi = np.percentile(np.asarray(volume, np.float32), [low, high])
-    return float(lo), float(hi)
-
-
-def apply_window(volume, window: tuple[float, float]) -> np.ndarray:
-    """normalise_intensity's map with a given window: [lo, hi] -> [-1, 1], clipped."""
-    lo, hi = window
-    v = np.asarray(volume, np.float32)
-    if hi <= lo:
-        return np.zeros_like(v)
-    return np.clip((v - np.float32(lo)) * np.float32(2.0 / (hi - lo)) - 1, -1, 1).astype(np.float32)
 
 
 @dataclass

@@ -17,7 +17,7 @@ import torch
 from cinerecon.baselines import reconstruct_labels
 from cinerecon.baselines.grid import pad_slices
 from cinerecon.io.files import write_history, write_json
-from cinerecon.io.nifti import InputError, load_nifti, save_nifti
+from cinerecon.io.nifti import InputError, load_nifti, nifti_geometry, save_nifti
 from cinerecon.io.subject import label_ed_es
 from cinerecon.labels import LVC, LVM, RVC
 from cinerecon.metrics.image import psnr, ssim
@@ -62,7 +62,7 @@ def gemini_config(settings: dict, method: str, z_factor: int) -> GeminiConfig:
 def paired_stack(subject: str, files: dict, settings: dict) -> tuple[Stack, dict]:
     """The stack at the truth's frames and the truth on its grid."""
     frames = truth_frames(subject, files["phenotypes"])
-    sa_affine = load_nifti(files["sa"], subject)[1]
+    sa_affine = nifti_geometry(files["sa"], subject)[1]  # the header: the cine is read once, below
     stack = load_stack(subject, files["sa"], frames, settings["xy_factor"], z_factor_of(sa_affine, settings["slice_mm"]))
     return stack, truth_on_grid(stack, files["truth"])
 
@@ -118,8 +118,14 @@ def train_gemini_files(subjects: dict, settings: dict, method: str, outputs: dic
     G, history = train_gemini(stack_tensors(items), config, settings["steps"], settings["batch_size"], settings["lr"],
                               settings["weight_decay"], settings.get("crop"), settings["seed"], device, job.state,
                               job.deterministic)
+    return _save_trained(G, config, GEMINI_FORMAT, history, outputs, job)
+
+
+def _save_trained(model, config, fmt: str, history: list[dict], outputs: dict, job: TrainingJob) -> list[dict]:
+    """The history, then the model last (a failure never leaves a model behind), then the
+    job's side state cleared."""
     write_history(outputs["history"], history)
-    save_weights(G, config.to_dict(), GEMINI_FORMAT, outputs["model"])
+    save_weights(model, config.to_dict(), fmt, outputs["model"])
     job.finish()
     return history
 
@@ -283,19 +289,15 @@ def train_vama_files(targets: dict, sources: dict, settings: dict, outputs: dict
                      job: TrainingJob | None = None) -> list[dict]:
     job = job or TrainingJob.transient(outputs["model"])
     data = vama_slices(targets, sources, settings)
-    multiple = getattr(VamaConfig, settings["preset"])(**settings.get("model", {})).multiple
-    data = {k: pad_to_multiple(v, multiple)[0] for k, v in data.items()}
     config = getattr(VamaConfig, settings["preset"])(**settings.get("model", {}))
+    data = {k: pad_to_multiple(v, config.multiple)[0] for k, v in data.items()}
     log.info("V-AMA (%s) on %d target and %d aligned source slices", settings["preset"], len(data["target"]),
              len(data["source"]))
     model, history = train_vama(data["target"], data["source"], data["context"], config,
                                 (settings["target_steps"], settings["source_steps"]), settings["batch_size"],
                                 settings["lr"], settings["beta1"], settings["seed"], device, job.state,
                                 job.deterministic)
-    write_history(outputs["history"], history)
-    save_weights(model, config.to_dict(), VAMA_FORMAT, outputs["model"])
-    job.finish()
-    return history
+    return _save_trained(model, config, VAMA_FORMAT, history, outputs, job)
 
 
 def load_vama(path, device="cpu") -> Vama:
