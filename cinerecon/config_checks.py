@@ -174,6 +174,11 @@ def check_config(config: dict, sheet, user_config: dict | None = None) -> list[s
             ["paired 3D truth to train on (the synthetic cohort's; cinerecon.synth.highres)"]
         needs("gemini_gan.enabled", "Gemini-GAN", lacking() + truth)
 
+    mae = config.get("mae") or {}
+    if mae.get("enabled", False):
+        needs("mae.enabled", "the whole-heart MAE", lacking(*[s for s in ("train", "val")
+                                                              if s in mae.get("finetune_splits", ["train"])][:1]))
+
     # the motion-adaptation pair must be subjects of the sheet
     for end in ("source", "target"):
         subject = (deeprecon.get("motion") or {}).get(end)

@@ -121,6 +121,14 @@ class Layout:
     def phenotypes(self, method: str, subject: str) -> Path:
         return self.results / "phenotypes" / method / f"{subject}.parquet"
 
+    def mae_inputs(self, subject: str) -> Path:
+        """The whole-heart MAE's tensors of a subject (cinerecon.mae.data)."""
+        return self.results / "mae" / "inputs" / f"{subject}.npz"
+
+    def eval_mae(self, kind: str, subject: str) -> Path:
+        """The MAE's rows of a test subject: kind phenotypes | segmentation | robustness."""
+        return self.results / "eval" / "mae" / kind / f"{subject}.parquet"
+
     # ---- shards -------------------------------------------------------------------
     def manifest(self, stage: str, shard: str) -> Path:
         return self.results / "shards" / stage / f"{shard}.tsv"

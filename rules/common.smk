@@ -276,6 +276,29 @@ def gemini_model(method):
     return f"{RESULTS}/models/{method}/{GEMINI['preset']}/model.pt"
 
 
+# ---- the whole-heart masked autoencoder: representation, phenotypes, segmentation -------------
+MAE = {"enabled": False, "preset": "tiny", "model": {}, "size": 128, "downsample": 1, "n_frames": 50,
+       "pretrain_splits": ["train", "val"], "finetune_splits": ["train", "val"], "seed": 0,
+       "robustness": {"pairs": 9}, **config.get("mae", {})}
+# Every target-domain subject gets a tensor file; pre-training reads the non-test ones, labelled
+# or not; the heads and the ResNet the labelled ones of mae.finetune_splits; tables the test ones
+MAE_SUBJECTS = [s for s in SUBJECTS if s in TARGET_DOMAIN]
+MAE_PRETRAIN = [s for s in pretraining_subjects(MAE) if s in TARGET_DOMAIN]
+MAE_FINETUNE = [s for s in LABELLED if SHEET.loc[s, "split"] in MAE["finetune_splits"] and s in TARGET_DOMAIN]
+MAE_TEST = [s for s in MAE_SUBJECTS if SHEET.loc[s, "split"] == "test"]
+MAE_ON = bool(MAE["enabled"]) and SEG_ON and bool(MAE_PRETRAIN) and bool(MAE_FINETUNE) and bool(MAE_TEST)
+MAE_INPUT_KEYS = ("preset", "model", "size", "downsample", "n_frames", "seed")
+MAE_HEADS = ("phenotypes", "segmentation", "resnet")
+MAE_TABLES = [f"{RESULTS}/tables/mae_{name}.md" for name in ("phenotypes", "segmentation", "robustness")] \
+    if MAE_ON else []
+
+
+def mae_model(kind):
+    """The pre-trained MAE (kind `pretrained`) or a phase-II model: phenotypes, segmentation, resnet."""
+    name = "mae" if kind == "pretrained" else f"mae_{kind}"
+    return f"{RESULTS}/models/{name}/{MAE['preset']}/model.pt"
+
+
 # Methods that generate images: Table 1 rows (segmentation of the acquired slices they
 # rebuild), PSNR/SSIM and held-out slices.
 GENERATIVE_METHODS = LATENT_METHODS + DIFFUSION_METHODS
@@ -337,6 +360,7 @@ def final_outputs():
         outputs += [f"{RESULTS}/tables/super_resolution.md"]
         outputs += [f"{RESULTS}/tables/domain_adaptation.md"] if DA_SUBJECTS else []
     outputs += MOTION_OUTPUTS
+    outputs += MAE_TABLES
     outputs.append(f"{RESULTS}/tables/subject_status.tsv")
     return outputs
 

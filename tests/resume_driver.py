@@ -15,6 +15,9 @@ import numpy as np
 import torch
 
 from cinerecon.latent.dmcvr import ModelGrid, diffusion_config
+from cinerecon.mae.data import MaeData, write_subject
+from cinerecon.mae.model import MaeConfig, WholeHeartMAE
+from cinerecon.mae.train import fit, pretraining_loss
 from cinerecon.models.diffusion import DiffusionConfig, train_diffae
 from cinerecon.models.encoder import EncoderConfig, train_encoder
 from cinerecon.models.resume import TrainingState
@@ -116,6 +119,18 @@ def train(kind, state, folder):
                                                                       disc_width=4),
                               steps=(6, 6), batch_size=4, lr=2e-4, beta1=0.5, seed=0, device="cpu", state=state,
                               log_every=4)
+        return model
+    if kind == "mae":  # masked pre-training: the masking generator's state is part of the run's
+        config = MaeConfig.tiny(pixels=16, n_frames=4, patch_t=2, dim=16, heads=2, decoder_dim=8, decoder_heads=2)
+        paths = {}
+        for i in range(4):
+            paths[f"S{i}"] = os.path.join(folder, f"S{i}.npz")
+            image = np.repeat(images[i * 6:(i + 1) * 6, :, None], 4, axis=2)  # (6, 1, 4, 16, 16) -> 9 planes
+            write_subject(paths[f"S{i}"], {"image": np.concatenate([image[:, 0], image[:3, 0]]).astype(np.float16)},
+                          np.zeros(5), "truth")
+        model, _ = fit("pretrain", lambda: WholeHeartMAE(config), pretraining_loss(MaeData(paths), "cpu"), 4,
+                       steps=12, batch_size=2, lr=1e-3, weight_decay=0.05, seed=0, device="cpu", state=state,
+                       log_every=4)
         return model
     raise SystemExit(f"unknown kind {kind}")
 

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import resume_driver  # noqa: E402
 
 DRIVER = Path(__file__).parent / "resume_driver.py"
-KINDS = ["unet", "wplus", "stylegan2", "encoder", "diffae", "dmcvr_fp16", "gemini_gan", "vama"]
+KINDS = ["unet", "wplus", "stylegan2", "encoder", "diffae", "dmcvr_fp16", "gemini_gan", "vama", "mae"]
 
 
 def _drive(kind, out, state, kill_at=None, signum="SIGKILL"):

@@ -182,17 +182,27 @@ def crop_to_content(labels: list[np.ndarray], affine: np.ndarray, margin: int):
 
 
 def true_phenotypes(model: H.HeartModel) -> dict:
-    """Phenotypes from the analytic shapes (ED = frame 0, ES = minimal LV volume)."""
+    """Phenotypes from the analytic shapes (ED = frame 0, ES = minimal LV volume).
+
+    Atria (Bai et al. 2020's names): the atria swell as the ventricles contract (the phantom
+    scales them with the contraction, and the base descends away from them), so their
+    largest volume is at ventricular ES and their smallest at ED."""
     curve = [model.lv_volume_ml(f) for f in range(model.p.n_frames)]
     es = int(np.argmin(curve))
     ed_v, es_v = model.volumes_ml(0), model.volumes_ml(es)
     lvsv, rvsv = ed_v["LVC"] - es_v["LVC"], ed_v["RVC"] - es_v["RVC"]
-    return {
+    phen = {
         "LVEDV": ed_v["LVC"], "LVESV": es_v["LVC"], "LVSV": lvsv,
         "LVEF": 100 * lvsv / ed_v["LVC"], "LVM": ed_v["LVM"] * 1.05,
         "RVEDV": ed_v["RVC"], "RVESV": es_v["RVC"], "RVSV": rvsv,
         "RVEF": 100 * rvsv / ed_v["RVC"], "es_frame": es,
     }
+    smallest, largest = model.atrial_volumes_ml(0), model.atrial_volumes_ml(es)
+    for atrium in ("LA", "RA"):
+        vmax, vmin = largest[atrium], smallest[atrium]
+        phen.update({f"{atrium}Vmax": vmax, f"{atrium}Vmin": vmin, f"{atrium}SV": vmax - vmin,
+                     f"{atrium}EF": 100 * (vmax - vmin) / vmax})
+    return phen
 
 
 def generate_subject(subject: str, cohort_seed: int, index: int, out_dir,

@@ -496,6 +496,23 @@ class HeartModel:
         epi = shape_factor(fs.p) * fs.epi_u * fs.epi_v * fs.epi_length / 1000
         return {"LVC": lv, "LVM": epi - lv, "RVC": rv_volume_mm3(fs) / 1000}
 
+    def atrial_volumes_ml(self, frame: int, step_mm: float = 1.0) -> dict:
+        """LA and RA volumes (mL) as the labels draw them (ventricles and aorta win overlaps),
+        counted on a `step_mm` grid above the base: no closed form survives the overlaps
+        (1 mm is within 0.3 % of 0.5 mm)."""
+        fs = self.frames[frame]
+        lo, hi = self.bounds_local()
+        hi = hi.copy()
+        # the atria reach 0.1 of their long semi-axis below the base plane, which has risen by `lift`
+        hi[2] = fs.lift + 0.2 * 1.4 * fs.atrial_scale * max(self.p.la_radius_mm, self.p.ra_radius_mm) + 5
+        axes = [np.arange(lo[i], hi[i], step_mm) + step_mm / 2 for i in range(3)]
+        labels = np.empty(0, np.uint8)
+        for u in np.array_split(axes[0], max(1, len(axes[0]) // 16)):  # bounded memory
+            q = np.stack(np.meshgrid(u, axes[1], axes[2], indexing="ij"), -1).reshape(-1, 3)
+            labels = np.concatenate([labels, tissue_to_label(self.tissue_local(q, frame, muscles=False))])
+        voxel_ml = step_mm**3 / 1000
+        return {"LA": float((labels == LA).sum() * voxel_ml), "RA": float((labels == RA).sum() * voxel_ml)}
+
 
 def _pattern(seed: int):
     """A fixed random field over heart-frame mm (sum of plane waves, ~6 mm features);

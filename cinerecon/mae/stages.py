@@ -1,0 +1,44 @@
+"""The MAE's shard stages: a subject's tensor file (every subject, labelled or not), and a
+test subject's rows (phenotypes, segmentation, robustness)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cinerecon.evaluate import label_phenotype_row
+from cinerecon.io.files import write_parquet
+from cinerecon.layout import LAX_VIEWS, Layout
+from cinerecon.mae import files as F
+from cinerecon.mae.data import targets_from, write_subject
+from cinerecon.mae.inputs import InputSettings, build_inputs
+from cinerecon.stages import Subject, frame_labels
+
+KINDS = ("phenotypes", "segmentation", "robustness")
+
+
+def inputs_outputs(layout: Layout, s: Subject) -> list[Path]:
+    return [layout.mae_inputs(s.id)]
+
+
+def inputs_run(layout: Layout, s: Subject, settings: dict, truth: bool, directseg: bool) -> None:
+    aligned, crop = layout.aligned(s.id), layout.crop(s.id, s.labelled)
+    files = {"sa": aligned["sa"], "base_labels": frame_labels(layout, s), **{v: crop[v] for v in LAX_VIEWS}}
+    if s.labelled:
+        files.update({"label_sa": aligned["label_sa"], **{f"label_{v}": crop[f"label_{v}"] for v in LAX_VIEWS}})
+    if directseg:
+        files["seg_sa"] = layout.seg(s.id)
+    arrays = build_inputs(s.id, files, InputSettings.from_dict(settings),
+                          {v: s.lax_structures(v) for v in LAX_VIEWS} if s.labelled else None)
+    label_row = label_phenotype_row(s.id, aligned["label_sa"]).iloc[0].to_dict() if s.labelled and not truth else None
+    targets, source = targets_from(layout.truth(s.id)["phenotypes"] if truth else None, label_row)
+    write_subject(layout.mae_inputs(s.id), arrays, targets, source)
+
+
+def eval_outputs(layout: Layout, s: Subject) -> list[Path]:
+    return [layout.eval_mae(kind, s.id) for kind in KINDS]
+
+
+def eval_run(layout: Layout, s: Subject, models: dict, settings: dict, device: str) -> None:
+    rows = F.evaluate_subject(s.id, layout.mae_inputs(s.id), models, settings, device)
+    for kind in KINDS:
+        write_parquet(layout.eval_mae(kind, s.id), rows[kind])
