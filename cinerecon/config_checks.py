@@ -176,8 +176,10 @@ def check_config(config: dict, sheet, user_config: dict | None = None) -> list[s
 
     mae = config.get("mae") or {}
     if mae.get("enabled", False):
-        needs("mae.enabled", "the whole-heart MAE", lacking(*[s for s in ("train", "val")
-                                                              if s in mae.get("finetune_splits", ["train"])][:1]))
+        splits = mae.get("finetune_splits", ["train", "val"])
+        tuned = [] if any(labelled[s] for s in splits) else \
+            [f"labelled {' or '.join(splits)} subjects to fine-tune on (there are none; {counts})"]
+        needs("mae.enabled", "the whole-heart MAE", lacking() + tuned)
 
     # the motion-adaptation pair must be subjects of the sheet
     for end in ("source", "target"):

@@ -358,7 +358,7 @@ def test_methods_enabled_only_by_the_demo_config_are_switched_off_with_a_note(ca
     cfg = resolve_config(user, PRESETS)
     notes = check_config(cfg, FULL, user)
     assert [n.split(":")[0] for n in notes] == ["config key deeprecon.enabled", "config key dmcvr.enabled",
-                                                "config key gemini_gan.enabled"]
+                                                "config key gemini_gan.enabled", "config key mae.enabled"]
     assert "off for this cohort although the demo preset enables it: DeepRecon needs the segmentation" in notes[0]
 
     class Workflow:  # Snakemake's --configfile values
@@ -383,7 +383,7 @@ def test_the_paper_presets_methods_and_evaluation_are_noted_off_for_a_cohort_wit
     user = {"preset": "paper", "results": "r", "cohort": {"kind": "nifti"}, "segmentation": {"enabled": False}}
     notes = check_config(resolve_config(user, PRESETS), rows, user)
     assert [n.split(":")[0] for n in notes] == ["config key evaluation.splits", "config key deeprecon.enabled",
-                                               "config key dmcvr.enabled", "config key gemini_gan.enabled"]
+                                               "config key dmcvr.enabled", "config key gemini_gan.enabled", "config key mae.enabled"]
     assert "the paper preset evaluates split(s) ['test'], and no subject in them has manual labels" in notes[0]
     assert "although the paper preset enables it" in notes[1]
 
@@ -399,7 +399,18 @@ def test_a_plain_demo_run_has_no_user_keys():
     cfg = merged(DEMO, {"segmentation": {"enabled": False}})  # as if the preset itself had it off
     notes = check_workflow_config(cfg, FULL, Workflow)
     assert [n.split(":")[0] for n in notes] == ["config key deeprecon.enabled", "config key dmcvr.enabled",
-                                                "config key gemini_gan.enabled"]
+                                                "config key gemini_gan.enabled", "config key mae.enabled"]
+
+
+def test_the_mae_needs_labelled_subjects_to_fine_tune_on(tmp_path):
+    (tmp_path / "m.pt").write_bytes(b"weights")
+    rows = sheet([("A", "train", False), ("B", "val", False), ("C", "test", True)])
+    cfg = {"segmentation": {"checkpoint": str(tmp_path / "m.pt")}, "mae": {"enabled": True}}
+    with pytest.raises(ConfigError, match=r"^config key mae.enabled: the whole-heart MAE needs labelled train or val "
+                                          r"subjects to fine-tune on"):
+        check_config(cfg, rows)
+    labelled_val = sheet([("A", "train", False), ("B", "val", True), ("C", "test", True)])
+    assert check_config(cfg, labelled_val) == []
 
 
 def test_motion_pair_must_be_in_the_sheet():

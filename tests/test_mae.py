@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from cinerecon.io.nifti import InputError
 from cinerecon.labels import LA, LVC, LVM, RA, RVC, lax_structures
 from cinerecon.mae.data import TARGETS, MaeData, targets_from, write_subject
 from cinerecon.mae.files import dice_rows, removals
@@ -163,6 +164,8 @@ def test_lv_base_is_found_from_either_end_of_the_stack():
     assert lv_base_slices(np.array([0, 0, 0, 5, 300, 250, 100, 50], float)) == [2, 3, 4, 5, 6, 7]
     with pytest.raises(ValueError, match="no LV"):
         lv_base_slices(np.zeros(10))
+    with pytest.raises(ValueError, match="has 5 slices; the MAE takes 6"):
+        lv_base_slices(area[:5])
     assert frame_indices(50, 10).tolist() == list(range(0, 50, 5)) and frame_indices(50, 50)[-1] == 49
 
 
@@ -209,6 +212,8 @@ def test_inputs_of_a_ukbb_shaped_subject(ukbb_subject):
     labels = load_nifti(w["label_sa"])[0]
     first = int(np.flatnonzero((labels[..., 0] == LVC).any(axis=(0, 1)))[0])
     assert arrays["sax_slices"].tolist() == list(range(first + 2, first + 8))
+    with pytest.raises(InputError, match=r"subject SYN0002: .*sa.nii.gz: 20 frames; the MAE takes 30"):
+        build_inputs("SYN0002", files, InputSettings(size=112, n_frames=30))
     targets, source = targets_from(w["truth_phenotypes"])
     assert source == "truth" and np.isfinite(targets).all() and len(targets) == len(TARGETS)
 

@@ -144,7 +144,8 @@ def test_every_file_a_stage_reads_is_covered_by_its_declared_inputs(tiny_run):
     assert uncovered_reads(tiny_run / "results", audits) == []
 
 
-TRAININGS = {"train_seg", "train_stylegan2", "train_encoder", "train_diffusion", "train_gemini", "train_vama"}
+TRAININGS = {"train_seg", "train_stylegan2", "train_encoder", "train_diffusion", "train_gemini", "train_vama",
+             "train_mae", "finetune_mae"}
 
 
 @pytest.mark.parametrize("section, key, value, retrains", [
@@ -166,6 +167,8 @@ TRAININGS = {"train_seg", "train_stylegan2", "train_encoder", "train_diffusion",
     ("deeprecon", "gan_steps", 21, {"train_stylegan2"}),
     ("deeprecon", "encoder_lr", 0.002, {"train_encoder"}),
     ("gemini_gan", "steps", 5, {"train_gemini"}),
+    ("mae", "robustness", {"pairs": 2}, set()),
+    ("mae", "pretrain", {"steps": 4, "batch_size": 2, "lr": 0.001, "weight_decay": 0.05}, {"train_mae", "finetune_mae"}),
 ])
 def test_an_inference_setting_never_retrains_a_model(tiny_run, tmp_path, section, key, value, retrains):
     """...and a training setting does retrain its model. (The Seg and W+SegNet trained on
@@ -191,7 +194,8 @@ def test_generative_models_pretrain_on_every_non_test_subject_and_no_test_subjec
     sheet = pd.read_csv(results / "synthetic/subjects.tsv", sep="\t", dtype=str).set_index("subject")
     test = set(sheet.index[sheet["split"] == "test"])
     non_test = set(sheet.index) - test
-    for log in ["train_stylegan2.log", "train_encoder.log", "train_diffusion/dmcvr.log", "train_diffusion/diffae.log"]:
+    for log in ["train_stylegan2.log", "train_encoder.log", "train_diffusion/dmcvr.log", "train_diffusion/diffae.log",
+                "train_mae/pretrained.log"]:
         line = next(l for l in (results / "logs" / log).read_text().splitlines() if "pre-training subjects" in l)
         assert set(line.split(": ", 2)[-1].split()) == non_test, (log, line)
     line = next(l for l in (results / "logs/train_gemini/gemini_gan.log").read_text().splitlines()
@@ -281,6 +285,16 @@ def test_tiny_synthetic_cohort_end_to_end(tiny_run):
     assert sr.loc[sr["method"] == "unet_seg", "PSNR ED"].isna().all()  # n/a: no images
     da = pd.read_csv(results / "tables/domain_adaptation.csv")
     assert list(da["method"]) == ["no_adaptation", "vama"] and (da["subjects"] == 1).all()
+    # the whole-heart MAE: Table 1 on the target test subjects (truth for all), Table 2 on the
+    # labelled one (SAX from both methods; atria from the MAE only), robustness per plane count
+    mae = pd.read_csv(results / "tables/mae_phenotypes.csv")
+    assert list(mae["method"]) == ["mean_guess", "resnet", "mae"] and (mae["subjects"] == 2).all()
+    assert mae.notna().all().all() and set(mae["reference"]) == {"truth"}
+    seg_mae = pd.read_csv(results / "tables/mae_segmentation.csv").set_index("structure")
+    assert list(seg_mae.index) == ["LVC", "LVM", "RVC", "LA", "RA"]
+    assert (seg_mae["mae subjects"] == 1).all() and seg_mae.loc[["LA", "RA"], "directseg subjects"].eq(0).all()
+    robust = pd.read_csv(results / "tables/mae_robustness.csv")
+    assert list(robust["planes removed"]) == [1, 2] and list(robust["cases"]) == [18, 2]
     curves = pd.read_csv(results / "motion/SYN0001_to_SYN0002/curves.tsv", sep="\t")
     assert len(curves) == 3 and {"source_ml", "target_ml", "adapted_ml"} <= set(curves.columns)  # 12 frames / 4
     # a finished run has nothing left to do
@@ -303,6 +317,8 @@ def test_tiny_synthetic_cohort_end_to_end(tiny_run):
     # (Gemini-GAN reads the segmentation for unlabelled subjects' ED/ES and the nn/linear rows,
     # V-AMA for the landmarks of unlabelled subjects; Gemini-GAN's training does not)
     latent.update({"recon_gemini": 1, "train_vama": 1, "adapt_gemini": 1, "superres_tables": 1})
+    # (the MAE's inputs take unlabelled subjects' LV base, and the DirectSeg row, from it)
+    latent.update({"mae_inputs": 1, "train_mae": 1, "finetune_mae": 3, "mae_evaluate": 1, "mae_tables": 1})
     cohort_jobs = {"seg_record": 1, "cohort_recon": 4, "cohort_generative": 4, "cohort_phenotypes": 1}
     assert job_counts(dry.stdout + dry.stderr) == {"seg": 1, "eval_directseg": 1, "report": 1,
                                                    "subject_status": 1, "all": 1, **latent, **cohort_jobs}
