@@ -23,8 +23,8 @@ ARRAYS = ("image", "labels", "labelled", "carried", "sax_slices", "frames")
 
 
 def targets_from(truth_json=None, label_row: dict | None = None) -> tuple[np.ndarray, str]:
-    """(targets (5,), source): the synthetic truth's phenotypes; else those the manual SAX
-    labels give (LVM, RVEDV, RVEF; atria unknown: NaN); else all NaN."""
+    """(targets (5,), source): the synthetic truth's phenotypes; else those the manual labels
+    give (cinerecon.mae.stages.label_phenotypes; a phenotype they cannot give: NaN); else all NaN."""
     if truth_json is not None:
         truth = json.loads(open(truth_json).read())
         return np.array([float(truth[k]) for k in TARGETS]), "truth"

@@ -7,10 +7,13 @@ from pathlib import Path
 
 from cinerecon.evaluate import label_phenotype_row
 from cinerecon.io.files import write_parquet
+from cinerecon.io.nifti import load_nifti
+from cinerecon.labels import LA, RA
 from cinerecon.layout import LAX_VIEWS, Layout
 from cinerecon.mae import files as F
 from cinerecon.mae.data import targets_from, write_subject
 from cinerecon.mae.inputs import InputSettings, build_inputs
+from cinerecon.phenotypes.atrial import atrial_phenotypes
 from cinerecon.stages import Subject, frame_labels
 
 KINDS = ("phenotypes", "segmentation", "robustness")
@@ -29,9 +32,21 @@ def inputs_run(layout: Layout, s: Subject, settings: dict, truth: bool, directse
         files["seg_sa"] = layout.seg(s.id)
     arrays = build_inputs(s.id, files, InputSettings.from_dict(settings),
                           {v: s.lax_structures(v) for v in LAX_VIEWS} if s.labelled else None)
-    label_row = label_phenotype_row(s.id, aligned["label_sa"]).iloc[0].to_dict() if s.labelled and not truth else None
+    label_row = label_phenotypes(s, aligned["label_sa"], crop) if s.labelled and not truth else None
     targets, source = targets_from(layout.truth(s.id)["phenotypes"] if truth else None, label_row)
     write_subject(layout.mae_inputs(s.id), arrays, targets, source)
+
+
+def label_phenotypes(s: Subject, label_sa, crop: dict) -> dict:
+    """A real cohort's targets: the manual SAX labels' ventricular phenotypes and, from the LAX
+    views whose labels draw an atrium, its area-length volumes (cinerecon.phenotypes.atrial)."""
+    row = label_phenotype_row(s.id, label_sa).iloc[0].to_dict()
+    views = {}
+    for view in ("la_2ch", "la_4ch"):
+        if set(s.lax_structures(view)) & {LA, RA}:
+            labels, affine, _ = load_nifti(crop[f"label_{view}"], s.id)
+            views[view] = (labels, affine)
+    return {**row, **atrial_phenotypes(views)}
 
 
 def eval_outputs(layout: Layout, s: Subject) -> list[Path]:
