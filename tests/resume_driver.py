@@ -17,7 +17,7 @@ import torch
 from cinerecon.latent.dmcvr import ModelGrid, diffusion_config
 from cinerecon.mae.data import MaeData, write_subject
 from cinerecon.mae.model import MaeConfig, WholeHeartMAE
-from cinerecon.mae.train import fit, pretraining_loss
+from cinerecon.mae.train import fit, pretraining
 from cinerecon.models.diffusion import DiffusionConfig, train_diffae
 from cinerecon.models.encoder import EncoderConfig, train_encoder
 from cinerecon.models.resume import TrainingState
@@ -128,8 +128,8 @@ def train(kind, state, folder):
             image = np.repeat(images[i * 6:(i + 1) * 6, :, None], 4, axis=2)  # (6, 1, 4, 16, 16) -> 9 planes
             write_subject(paths[f"S{i}"], {"image": np.concatenate([image[:, 0], image[:3, 0]]).astype(np.float16)},
                           np.zeros(5), "truth")
-        model, _ = fit("pretrain", lambda: WholeHeartMAE(config), pretraining_loss(MaeData(paths), "cpu"), 4,
-                       steps=12, batch_size=2, lr=1e-3, weight_decay=0.05, seed=0, device="cpu", state=state,
+        arrays, loss = pretraining(MaeData(paths))
+        model, _ = fit("pretrain", lambda: WholeHeartMAE(config), loss, arrays, steps=12, batch_size=2, lr=1e-3, weight_decay=0.05, seed=0, device="cpu", state=state,
                        log_every=4)
         return model
     raise SystemExit(f"unknown kind {kind}")

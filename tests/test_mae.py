@@ -28,7 +28,7 @@ from cinerecon.mae.model import (
     unpatchify,
 )
 from cinerecon.mae.tables import phenotype_table, robustness_table, segmentation_table
-from cinerecon.mae.train import fit, partial_label_loss, pretraining_loss
+from cinerecon.mae.train import fit, partial_label_loss, pretraining
 from cinerecon.synth import heart as H
 from cinerecon.synth.cohort import LabelPlan, generate_subject, true_phenotypes
 
@@ -283,19 +283,20 @@ def test_tables_have_the_papers_shapes():
 
 
 def test_pretraining_reads_subjects_from_files_and_is_seeded(tmp_path):
+    """Batches read from the files on demand, in the loop or by DataLoader workers, give the
+    same weights."""
     paths = {}
     for i, x in enumerate(smooth_batch(3).numpy()):
         paths[f"S{i}"] = tmp_path / f"S{i}.npz"
         write_subject(paths[f"S{i}"], {"image": x.astype(np.float16)}, np.zeros(5), "truth")
-    data = MaeData(paths, memory_bytes=1)  # nothing stays cached: every batch read from disk
     config = MaeConfig.tiny(**TINY)
 
-    def run():
-        model, history = fit("t", lambda: WholeHeartMAE(config), pretraining_loss(data, "cpu"), 3, 4, 2, 1e-3,
-                             0.05, 0, "cpu", log_every=2)
-        return model, history
-    (a, ha), (b, hb) = run(), run()
-    assert [h["step"] for h in ha] == [2, 4] and ha == [{**h, "seconds": g["seconds"]} for h, g in zip(hb, ha)]
+    def run(workers):
+        arrays, loss = pretraining(MaeData(paths, memory_bytes=1))  # nothing cached: every batch from disk
+        return fit("t", lambda: WholeHeartMAE(config), loss, arrays, steps=4, batch_size=2, lr=1e-3,
+                   weight_decay=0.05, seed=0, device="cpu", workers=workers, log_every=2)
+    (a, ha), (b, hb) = run(0), run(2)
+    assert [h["step"] for h in ha] == [2, 4] and [h["total"] for h in ha] == [h["total"] for h in hb]
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert ha[-1]["lr"] < 1e-3 / 2  # cosine schedule
 

@@ -75,3 +75,20 @@ class MaeData:
 
     def batch(self, key: str, rows) -> np.ndarray:
         return np.stack([self.subject(int(i))[key] for i in rows])
+
+    def array(self, key: str) -> "SubjectArray":
+        return SubjectArray(self, key)
+
+
+class SubjectArray:
+    """One array of every subject, indexed by a row list like a numpy array (what
+    cinerecon.models.slice_store.batches reads, in DataLoader workers too)."""
+
+    def __init__(self, data: MaeData, key: str):
+        self.data, self.key = data, key
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, rows) -> np.ndarray:
+        return self.data.batch(self.key, np.atleast_1d(rows))

@@ -28,13 +28,7 @@ from cinerecon.mae.model import (
     ResNetRegressor,
     WholeHeartMAE,
 )
-from cinerecon.mae.train import (
-    fit,
-    load_encoder,
-    masked_regression_loss,
-    pretraining_loss,
-    segmentation_loss,
-)
+from cinerecon.mae.train import fit, load_encoder, pretraining, regression, segmentation
 from cinerecon.models.checkpoints import load_weights, save_weights
 from cinerecon.models.resume import TrainingJob
 
@@ -58,6 +52,10 @@ def _data(subjects: dict, what: str) -> MaeData:
     return MaeData(subjects)
 
 
+def _budget(stage: dict) -> dict:
+    return {k: stage[k] for k in ("steps", "batch_size", "lr", "weight_decay")}
+
+
 def _save(model, config: dict, kind: str, history: list[dict], outputs: dict, job: TrainingJob) -> list[dict]:
     """The history, then the model last (a failure never leaves a model behind), then the
     job's side state cleared."""
@@ -73,9 +71,10 @@ def pretrain_files(subjects: dict, settings: dict, outputs: dict, device, job: T
     data, config, stage = _data(subjects, "pre-training"), mae_config(settings), settings["pretrain"]
     log.info("MAE %s: %d tokens per subject, %d visible", settings["preset"], config.n_tokens,
              config.n_visible(config.n_tokens))
-    model, history = fit("pretrain", lambda: WholeHeartMAE(config), pretraining_loss(data, device), len(data),
-                         stage["steps"], stage["batch_size"], stage["lr"], stage["weight_decay"], settings["seed"],
-                         device, job.state, job.deterministic)
+    arrays, loss = pretraining(data)
+    model, history = fit("pretrain", lambda: WholeHeartMAE(config), loss, arrays, **_budget(stage),
+                         seed=settings["seed"], device=device, state=job.state, deterministic=job.deterministic,
+                         workers=job.workers)
     return _save(model, {"model": config.to_dict()}, "pretrained", history, outputs, job)
 
 
@@ -110,9 +109,10 @@ def finetune_phenotypes_files(subjects: dict, pretrained_path, settings: dict, o
         load_encoder(model, pretrained)
         return model
 
-    model, history = fit("phenotypes", build, masked_regression_loss(data, mean, sd, device), len(data),
-                         stage["steps"], stage["batch_size"], stage["lr"], stage["weight_decay"], settings["seed"],
-                         device, job.state, job.deterministic)
+    arrays, loss = regression(data, mean, sd)
+    model, history = fit("phenotypes", build, loss, arrays, **_budget(stage),
+                         seed=settings["seed"], device=device, state=job.state, deterministic=job.deterministic,
+                         workers=job.workers)
     config = {"model": pretrained.config.to_dict(), "targets": list(TARGETS), "mean": mean.tolist(), "sd": sd.tolist()}
     return _save(model, config, "phenotypes", history, outputs, job)
 
@@ -132,9 +132,10 @@ def finetune_segmentation_files(subjects: dict, pretrained_path, settings: dict,
         load_encoder(model, pretrained)
         return model
 
-    model, history = fit("segmentation", build, segmentation_loss(data, device), len(data), stage["steps"],
-                         stage["batch_size"], stage["lr"], stage["weight_decay"], settings["seed"], device, job.state,
-                         job.deterministic)
+    arrays, loss = segmentation(data)
+    model, history = fit("segmentation", build, loss, arrays, **_budget(stage),
+                         seed=settings["seed"], device=device, state=job.state, deterministic=job.deterministic,
+                         workers=job.workers)
     return _save(model, {"model": pretrained.config.to_dict()}, "segmentation", history, outputs, job)
 
 
@@ -150,9 +151,9 @@ def train_resnet_files(subjects: dict, settings: dict, outputs: dict, device, jo
     job = job or TrainingJob.transient(outputs["model"])
     data, stage, config = _data(subjects, "ResNet training"), settings["resnet"], resnet_config(settings)
     mean, sd = target_scaling(data)
-    model, history = fit("resnet", lambda: ResNetRegressor(config), masked_regression_loss(data, mean, sd, device),
-                         len(data), stage["steps"], stage["batch_size"], stage["lr"], stage["weight_decay"],
-                         settings["seed"], device, job.state, job.deterministic)
+    arrays, loss = regression(data, mean, sd)
+    model, history = fit("resnet", lambda: ResNetRegressor(config), loss, arrays, **_budget(stage), seed=settings["seed"], device=device, state=job.state,
+                         deterministic=job.deterministic, workers=job.workers)
     config = {"model": config.to_dict(), "targets": list(TARGETS), "mean": mean.tolist(), "sd": sd.tolist()}
     return _save(model, config, "resnet", history, outputs, job)
 

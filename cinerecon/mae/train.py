@@ -21,7 +21,7 @@ from torch import nn
 from cinerecon.mae.data import MaeData
 from cinerecon.models.resume import TrainingState, restore, snapshot
 from cinerecon.models.runtime import seeded
-from cinerecon.models.slice_store import BatchPlan
+from cinerecon.models.slice_store import BatchPlan, batches
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +31,14 @@ def cosine_lr(lr: float, step: int, steps: int) -> float:
     return 0.5 * lr * (1 + math.cos(math.pi * (step - 1) / max(1, steps)))
 
 
-def fit(name: str, build: Callable[[], nn.Module], batch_loss: Callable, n_items: int, steps: int, batch_size: int,
+def fit(name: str, build: Callable[[], nn.Module], batch_loss: Callable, arrays: tuple, steps: int, batch_size: int,
         lr: float, weight_decay: float, seed: int, device, state: TrainingState | None = None,
-        deterministic: bool = True, log_every: int = 25):
-    """Train build() for `steps` AdamW steps; batch_loss(model, rows, gen) -> {"total": ..}.
-    Returns (model in eval mode, history)."""
+        deterministic: bool = True, workers: int = 0, log_every: int = 25):
+    """Train build() for `steps` AdamW steps on batches of rows of `arrays` (aligned, indexable
+    by a row list: numpy arrays or `MaeData.array` views), read ahead by `workers` processes;
+    batch_loss(model, batch tensors, gen) -> {"total": ..}. Returns (model in eval mode, history)."""
     history: list[dict] = []
+    n_items = len(arrays[0])
     with seeded(seed, device, deterministic):
         model = build().to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -49,10 +51,11 @@ def fit(name: str, build: Callable[[], nn.Module], batch_loss: Callable, n_items
             start, history, sums = saved["step"], extra["history"], extra["sums"]
         model.train()
         t0 = time.perf_counter()
-        for step in range(start + 1, steps + 1):
+        cuda = torch.device(device).type == "cuda"
+        for step, tensors in enumerate(batches(arrays, plan, start, steps, workers, pin_memory=cuda), start=start + 1):
             for group in opt.param_groups:
                 group["lr"] = cosine_lr(lr, step, steps)
-            losses = batch_loss(model, plan.rows(step - 1), gen)
+            losses = batch_loss(model, [t.to(device, non_blocking=True) for t in tensors], gen)
             opt.zero_grad(set_to_none=True)
             losses["total"].backward()
             opt.step()
@@ -73,27 +76,24 @@ def fit(name: str, build: Callable[[], nn.Module], batch_loss: Callable, n_items
     return model, history
 
 
-def batch_images(data: MaeData, rows, device) -> torch.Tensor:
-    return torch.from_numpy(data.batch("image", rows).astype(np.float32)).to(device)
+def pretraining(data: MaeData):
+    """(arrays, batch_loss) of phase I: masked reconstruction of the images."""
+    def loss(model, batch, gen):
+        return {"total": model.loss(batch[0].float(), gen)}
+    return (data.array("image"),), loss
 
 
-def pretraining_loss(data: MaeData, device):
-    def loss(model, rows, gen):
-        return {"total": model.loss(batch_images(data, rows, device), gen)}
-    return loss
+def regression(data: MaeData, mean: np.ndarray, std: np.ndarray):
+    """(arrays, batch_loss): MSE over the z-scored targets a subject has (NaN: unknown, e.g.
+    no atrial labels)."""
+    z = ((data.targets - mean) / std).astype(np.float32)
 
-
-def masked_regression_loss(data: MaeData, mean: np.ndarray, std: np.ndarray, device):
-    """MSE over the z-scored targets a subject has (NaN: unknown, e.g. no atrial labels)."""
-    z = torch.from_numpy(((data.targets - mean) / std).astype(np.float32))
-
-    def loss(model, rows, gen):
-        target = z[rows].to(device)
+    def loss(model, batch, gen):
+        image, target = batch
         known = torch.isfinite(target)
-        predicted = model(batch_images(data, rows, device))
-        error = (predicted - torch.nan_to_num(target)) ** 2
+        error = (model(image.float()) - torch.nan_to_num(target)) ** 2
         return {"total": (error * known).sum() / known.sum().clamp(min=1)}
-    return loss
+    return (data.array("image"), z), loss
 
 
 def partial_label_loss(logits: torch.Tensor, labels: torch.Tensor, labelled: torch.Tensor,
@@ -127,13 +127,12 @@ def partial_label_loss(logits: torch.Tensor, labels: torch.Tensor, labelled: tor
     return {"total": ce + dice, "ce": ce, "dice": dice}
 
 
-def segmentation_loss(data: MaeData, device):
-    def loss(model, rows, gen):
-        logits = model(batch_images(data, rows, device))
-        return partial_label_loss(logits, torch.from_numpy(data.batch("labels", rows).astype(np.int64)).to(device),
-                                  torch.from_numpy(data.batch("labelled", rows)).to(device),
-                                  torch.from_numpy(data.batch("carried", rows)).to(device))
-    return loss
+def segmentation(data: MaeData):
+    """(arrays, batch_loss) of the segmentation head: partial-label loss on the labelled frames."""
+    def loss(model, batch, gen):
+        image, labels, labelled, carried = batch
+        return partial_label_loss(model(image.float()), labels.long(), labelled, carried)
+    return tuple(data.array(k) for k in ("image", "labels", "labelled", "carried")), loss
 
 
 def load_encoder(model: nn.Module, pretrained: nn.Module) -> None:
