@@ -14,9 +14,9 @@ eval "$(.ci/slurm_cluster.sh env "$DIR")"
 rm -rf "$OUT"
 start=$(date +%s)
 # Snakemake ignores SIGTERM, hence -k. --cores 2: one node of 2 CPUs caps a group job.
-# DeepRecon's, DMCVR's and Gemini-GAN's CPU training is left out to keep CI short; every other rule runs
+# DeepRecon's, DMCVR's, Gemini-GAN's and the MAE's CPU training is left out to keep CI short; every other rule runs
 # on SLURM and what it produces must equal the local run's.
-printf 'results: %s\ndeeprecon:\n  enabled: false\ndmcvr:\n  enabled: false\ngemini_gan:\n  enabled: false\n' "$OUT" > "$DIR/demo_overrides.yaml"
+printf 'results: %s\ndeeprecon:\n  enabled: false\ndmcvr:\n  enabled: false\ngemini_gan:\n  enabled: false\nmae:\n  enabled: false\n' "$OUT" > "$DIR/demo_overrides.yaml"
 # Polling from 2 s on: the demo's jobs last seconds, the profile's 20 s suits real clusters.
 # --max-threads 1 as the local run (.ci/run): torch's CPU results depend on its thread count.
 timeout -k 30 1800 snakemake --profile profiles/slurm --cores 2 --max-threads 1 \
