@@ -278,8 +278,12 @@ def test_tables_have_the_papers_shapes():
     assert table.loc["LVC", "directseg subjects"] == 1 and table.loc["RA", "mae"] == "n/a"
     rob = pd.DataFrame([{"subject": "A", "removed": "sa_0", "n_removed": 1, "cosine": 0.99,
                          **{f"delta_{n}": -1.0 for n in TARGETS}}])
-    table = robustness_table(rob)
+    representations = pd.DataFrame({"subject": ["A", "B", "C"], "r0": [1.0, 0.0, 1.0], "r1": [0.0, 1.0, 1.0]})
+    table = robustness_table(rob, representations)
     assert table.loc[0, "cosine"] == "0.9900 (-)" and table.loc[0, "|d LVM| (g)"] == "1.000 (-)"
+    other = table.iloc[-1]  # pairs: A-B 0, A-C and B-C 1/sqrt(2)
+    assert other["planes removed"] == "other subjects" and other["cases"] == 3 and other["cosine min"] == "0.0000"
+    assert float(other["cosine"].split()[0]) == pytest.approx(2 / 3 / math.sqrt(2), abs=1e-4)
 
 
 def test_pretraining_reads_subjects_from_files_and_is_seeded(tmp_path):

@@ -229,7 +229,7 @@ def removals(subject: str, n_pairs: int, seed: int) -> list[tuple[int, ...]]:
 
 @torch.no_grad()
 def evaluate_subject(subject: str, path, models: dict, settings: dict, device="cpu") -> dict:
-    """{"phenotypes", "segmentation", "robustness"} rows of one test subject.
+    """{"phenotypes", "segmentation", "robustness", "representation"} rows of one test subject.
 
     models: {"pretrained": WholeHeartMAE, "phenotypes": Regressor, "resnet": Regressor,
     "segmentation": MaeSegmenter}. The mean guess (the paper's first row) is the phenotype
@@ -250,6 +250,7 @@ def evaluate_subject(subject: str, path, models: dict, settings: dict, device="c
     out["segmentation"] = pd.DataFrame(seg_rows, columns=["subject", "method", "structure", "view", "dice"])
 
     full = models["pretrained"].represent(image)
+    out["representation"] = pd.DataFrame([{"subject": subject, **{f"r{i}": float(v) for i, v in enumerate(full[0])}}])
     rows = []
     for removed in removals(subject, settings["robustness"]["pairs"], settings["seed"]):
         kept = [p for p in range(len(PLANES)) if p not in removed]

@@ -45,6 +45,10 @@ class InputSettings:
     downsample: int = 1      # block-average factor after the crop
     n_frames: int = 50       # frames kept
 
+    def __post_init__(self):
+        if self.size % self.downsample:
+            raise ValueError(f"mae.size {self.size} is not a multiple of mae.downsample {self.downsample}")
+
     @classmethod
     def from_dict(cls, d: dict) -> "InputSettings":
         return cls(**{k: int(d[k]) for k in ("size", "downsample", "n_frames") if k in d})

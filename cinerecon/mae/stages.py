@@ -16,7 +16,7 @@ from cinerecon.mae.inputs import InputSettings, build_inputs
 from cinerecon.phenotypes.atrial import atrial_phenotypes
 from cinerecon.stages import Subject, frame_labels
 
-KINDS = ("phenotypes", "segmentation", "robustness")
+KINDS = ("phenotypes", "segmentation", "robustness", "representation")
 
 
 def inputs_outputs(layout: Layout, s: Subject) -> list[Path]:
