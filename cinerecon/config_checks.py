@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 
 from cinerecon.io.sheet import SPLITS
+from cinerecon.mae.presets import tiling_problem
 
 DEFAULT_SYNTHETIC_SPLITS = {"train": 0.6, "val": 0.2, "test": 0.2}
 
@@ -180,6 +181,9 @@ def check_config(config: dict, sheet, user_config: dict | None = None) -> list[s
         tuned = [] if any(labelled[s] for s in splits) else \
             [f"labelled {' or '.join(splits)} subjects to fine-tune on (there are none; {counts})"]
         needs("mae.enabled", "the whole-heart MAE", lacking() + tuned)
+        problem = tiling_problem(mae)
+        if problem:
+            raise config_error(*problem)
 
     # the motion-adaptation pair must be subjects of the sheet
     for end in ("source", "target"):

@@ -411,6 +411,12 @@ def test_the_mae_needs_labelled_subjects_to_fine_tune_on(tmp_path):
         check_config(cfg, rows)
     labelled_val = sheet([("A", "train", False), ("B", "val", True), ("C", "test", True)])
     assert check_config(cfg, labelled_val) == []
+    # planes and frames that do not tile into patches are refused before any job runs
+    for mae, match in (({"size": 96, "downsample": 5}, r"^config key mae.size: 96 px is not a multiple"),
+                       ({"size": 100, "downsample": 1}, r"^config key mae.size: .* do not tile into 8 px patches"),
+                       ({"preset": "paper", "size": 128, "n_frames": 30}, r"^config key mae.n_frames: 30 frames")):
+        with pytest.raises(ConfigError, match=match):
+            check_config({**cfg, "mae": {"enabled": True, **mae}}, labelled_val)
 
 
 def test_motion_pair_must_be_in_the_sheet():

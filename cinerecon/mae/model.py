@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cinerecon.mae.inputs import N_CLASSES, PLANES, allowed_classes
+from cinerecon.mae.presets import PATCHES
 from cinerecon.models.config import PlainConfig
 
 
@@ -67,12 +68,14 @@ class MaeConfig(PlainConfig):
     @classmethod
     def paper(cls, **overrides) -> "MaeConfig":
         """128 px, 50 frames, 8 x 8 x 25 patches, 6 x 1024 encoder, 2-block decoder, 70 % masked."""
-        return cls(**overrides)
+        patch_xy, patch_t = PATCHES["paper"]
+        return cls(**{"patch_xy": patch_xy, "patch_t": patch_t, **overrides})
 
     @classmethod
     def tiny(cls, **overrides) -> "MaeConfig":
         """48 px, 10 frames, 8 x 8 x 5 patches, 2 x 64 encoder: pre-trains on a CPU in a minute."""
-        base = dict(n_frames=10, pixels=48, patch_t=5, dim=64, depth=2, heads=4, decoder_dim=32,
+        patch_xy, patch_t = PATCHES["tiny"]
+        base = dict(n_frames=10, pixels=48, patch_xy=patch_xy, patch_t=patch_t, dim=64, depth=2, heads=4, decoder_dim=32,
                     decoder_depth=2, decoder_heads=4, head_dim=32, seg_width=8)
         return cls(**{**base, **overrides})
 
