@@ -75,7 +75,9 @@ rule finetune_mae:
         runtime=training_runtime(2 * 24 * 60),
     params:
         subjects=MAE_FINETUNE,
-        settings=lambda w: settings_for(MAE, MAE_INPUT_KEYS + (w.head,)),
+        # (the ResNet reads neither the MAE's preset nor its model overrides)
+        settings=lambda w: settings_for(MAE, ("size", "downsample", "n_frames", "seed", "resnet")
+                                        if w.head == "resnet" else MAE_INPUT_KEYS + (w.head,)),
     conda:
         "../envs/gpu.yaml"
     script:

@@ -13,7 +13,7 @@ from cinerecon.io.nifti import InputError
 from cinerecon.labels import LA, LVC, LVM, RA, RVC, lax_structures
 from cinerecon.mae.data import TARGETS, MaeData, targets_from, write_subject
 from cinerecon.mae.files import dice_rows, removals
-from cinerecon.mae.inputs import N_SAX, InputSettings, build_inputs, frame_indices, lv_base_slices
+from cinerecon.mae.inputs import N_SAX, InputSettings, build_inputs, frame_indices, lv_base_slices, snap_frames
 from cinerecon.mae.model import (
     MaeConfig,
     MaeSegmenter,
@@ -155,6 +155,15 @@ def test_partial_labels_never_teach_an_undrawn_structure_as_background():
     assert partial_label_loss(noisy, labels, labelled, carried)["total"].item() == pytest.approx(a["total"].item())
 
 
+def test_labelled_frames_are_kept_when_frames_are_thinned():
+    every_5th = frame_indices(50, 10)
+    assert snap_frames(every_5th, [[0, 17]]).tolist() == [0, 5, 10, 17, 20, 25, 30, 35, 40, 45]
+    # a LAX view labelled one frame later takes the next slot; one a stride away is not forced in
+    assert snap_frames(every_5th, [[0, 17], [0, 18], [0, 12]]).tolist() == [0, 5, 12, 17, 18, 25, 30, 35, 40, 45]
+    assert snap_frames(every_5th, [[0, 17], [0, 18], [0, 16]]).tolist() == [0, 5, 10, 17, 18, 25, 30, 35, 40, 45]
+    assert snap_frames(frame_indices(50, 50), [[0, 17]]).tolist() == list(range(50))
+
+
 def test_lv_base_is_found_from_either_end_of_the_stack():
     # 12 slices: 1 above the base, LV from slice 1 (widest) tapering to the apex at slice 9
     area = np.array([0, 300, 310, 290, 260, 220, 170, 110, 60, 20, 0, 0], float)
@@ -197,10 +206,11 @@ def test_inputs_of_a_ukbb_shaped_subject(ukbb_subject):
                           {v: lax_structures("ukbb", v[3:]) for v in ("la_2ch", "la_3ch", "la_4ch")})
     assert arrays["image"].shape == (9, 10, 56, 56) and arrays["image"].dtype == np.float16
     assert -1 <= arrays["image"].min() and arrays["image"].max() <= 1
-    assert arrays["frames"].tolist() == list(range(0, 20, 2))
-    labelled_frames = {0, es // 2} if es % 2 == 0 else {0}
+    # every 2nd frame, with ES kept where the stride would miss it
+    assert len(arrays["frames"]) == 10 and es in arrays["frames"] and arrays["frames"][0] == 0
+    assert sum(f not in range(0, 20, 2) for f in arrays["frames"]) == es % 2
     for p in (0, 5, 6, 8):
-        assert set(np.flatnonzero(arrays["labelled"][p])) == labelled_frames
+        assert set(arrays["frames"][arrays["labelled"][p]]) == {0, es}
     assert not arrays["labelled"][7].any() and not arrays["carried"][7].any()  # no 3ch labels
     assert arrays["carried"][6].tolist() == [True, False, False, False, True, False]  # 2ch: LA
     assert arrays["carried"][8].tolist() == [True, False, False, False, True, True]  # 4ch: LA, RA

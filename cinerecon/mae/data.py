@@ -40,13 +40,16 @@ def write_subject(path, arrays: dict, targets: np.ndarray, source: str) -> None:
         tmp.write_bytes(buffer.getvalue())
 
 
-def read_subject(path) -> dict:
+def read_subject(path, keys=None) -> dict:
+    """A subject's arrays (only `keys`, if given: npz members are read one by one)."""
     with np.load(path) as f:
-        return {k: f[k] for k in f.files}
+        return {k: f[k] for k in (f.files if keys is None else keys)}
 
 
 class MaeData:
-    """Subjects' tensor files, read on demand with a least-recently-used cache."""
+    """Subjects' tensor files, each array read on demand (only the arrays a training uses),
+    with a least-recently-used cache of at most `memory_bytes` (per process: a DataLoader
+    worker holds its own)."""
 
     def __init__(self, paths: dict, memory_bytes: float = 4e9):
         self.subjects = list(paths)
@@ -54,27 +57,27 @@ class MaeData:
         self.memory_bytes = memory_bytes
         self._cache: OrderedDict = OrderedDict()
         self._cached_bytes = 0
-        self.targets = np.stack([self.subject(i)["targets"] for i in range(len(self.paths))]) \
+        self.targets = np.stack([read_subject(p, ["targets"])["targets"] for p in self.paths]) \
             if self.paths else np.zeros((0, len(TARGETS)))
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def subject(self, i: int) -> dict:
-        if i in self._cache:
-            self._cache.move_to_end(i)
-            return self._cache[i]
-        arrays = read_subject(self.paths[i])
-        size = sum(a.nbytes for a in arrays.values())
-        while self._cache and self._cached_bytes + size > self.memory_bytes:
+    def get(self, i: int, key: str) -> np.ndarray:
+        if (i, key) in self._cache:
+            self._cache.move_to_end((i, key))
+            return self._cache[(i, key)]
+        array = read_subject(self.paths[i], [key])[key]
+        while self._cache and self._cached_bytes + array.nbytes > self.memory_bytes:
             _, old = self._cache.popitem(last=False)
-            self._cached_bytes -= sum(a.nbytes for a in old.values())
-        self._cache[i] = arrays
-        self._cached_bytes += size
-        return arrays
+            self._cached_bytes -= old.nbytes
+        if array.nbytes <= self.memory_bytes:
+            self._cache[(i, key)] = array
+            self._cached_bytes += array.nbytes
+        return array
 
     def batch(self, key: str, rows) -> np.ndarray:
-        return np.stack([self.subject(int(i))[key] for i in rows])
+        return np.stack([self.get(int(i), key) for i in rows])
 
     def array(self, key: str) -> "SubjectArray":
         return SubjectArray(self, key)

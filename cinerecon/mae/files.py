@@ -45,11 +45,12 @@ def mae_config(settings: dict) -> MaeConfig:
                      "n_targets": len(TARGETS)})
 
 
-def _data(subjects: dict, what: str) -> MaeData:
+def _data(subjects: dict, what: str, job: TrainingJob, memory_bytes: float = 4e9) -> MaeData:
+    """The subjects' files; the cache's memory shared among the job's DataLoader workers."""
     if not subjects:
         raise ValueError(f"MAE {what}: no subjects")
     log.info("%s subjects (%d): %s", what, len(subjects), " ".join(subjects))
-    return MaeData(subjects)
+    return MaeData(subjects, memory_bytes / (1 + job.workers))
 
 
 def _budget(stage: dict) -> dict:
@@ -68,7 +69,7 @@ def _save(model, config: dict, kind: str, history: list[dict], outputs: dict, jo
 def pretrain_files(subjects: dict, settings: dict, outputs: dict, device, job: TrainingJob | None = None):
     """Phase I on every given subject (labelled or not): masked reconstruction."""
     job = job or TrainingJob.transient(outputs["model"])
-    data, config, stage = _data(subjects, "pre-training"), mae_config(settings), settings["pretrain"]
+    data, config, stage = _data(subjects, "pre-training", job), mae_config(settings), settings["pretrain"]
     log.info("MAE %s: %d tokens per subject, %d visible", settings["preset"], config.n_tokens,
              config.n_visible(config.n_tokens))
     arrays, loss = pretraining(data)
@@ -100,7 +101,7 @@ def finetune_phenotypes_files(subjects: dict, pretrained_path, settings: dict, o
                               job: TrainingJob | None = None):
     """Phase II: the pre-trained encoder and a regression head, on the subjects' targets."""
     job = job or TrainingJob.transient(outputs["model"])
-    data, stage = _data(subjects, "phenotype fine-tuning"), settings["phenotypes"]
+    data, stage = _data(subjects, "phenotype fine-tuning", job), settings["phenotypes"]
     pretrained = load_pretrained(pretrained_path, device)
     mean, sd = target_scaling(data)
 
@@ -122,8 +123,8 @@ def finetune_segmentation_files(subjects: dict, pretrained_path, settings: dict,
     """Phase II: the pre-trained encoder and the UNETR-style decoder, on every labelled
     (plane, frame) of the subjects, each plane's drawn classes only."""
     job = job or TrainingJob.transient(outputs["model"])
-    data, stage = _data(subjects, "segmentation fine-tuning"), settings["segmentation"]
-    if not any(data.subject(i)["labelled"].any() for i in range(len(data))):
+    data, stage = _data(subjects, "segmentation fine-tuning", job), settings["segmentation"]
+    if not data.batch("labelled", range(len(data))).any():
         raise ValueError("MAE segmentation: no training subject has labels")
     pretrained = load_pretrained(pretrained_path, device)
 
@@ -149,7 +150,7 @@ def resnet_config(settings: dict) -> ResNetConfig:
 def train_resnet_files(subjects: dict, settings: dict, outputs: dict, device, job: TrainingJob | None = None):
     """The comparison row: a ResNet from scratch on the same subjects, input and targets."""
     job = job or TrainingJob.transient(outputs["model"])
-    data, stage, config = _data(subjects, "ResNet training"), settings["resnet"], resnet_config(settings)
+    data, stage, config = _data(subjects, "ResNet training", job), settings["resnet"], resnet_config(settings)
     mean, sd = target_scaling(data)
     arrays, loss = regression(data, mean, sd)
     model, history = fit("resnet", lambda: ResNetRegressor(config), loss, arrays, **_budget(stage), seed=settings["seed"], device=device, state=job.state,

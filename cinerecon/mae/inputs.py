@@ -7,9 +7,10 @@ the paper leaves out).
   slide apically-to-basally to stay in the stack. The segmentation is the manual one, else
   the U-Net's. Which end of the stack is the base is read from the LV, not assumed: the
   basal half of the LV's slices holds more blood pool than the tapering apical half.
-- Planes are ordered SAX base -> apex, then 2ch, 3ch, 4ch (a plane index and a SAX/LAX
-  flag enter the position embedding).
-- Frames: `n_frames` picked evenly over the cine (nearest frame; the paper: all 50 of 50).
+- Planes are ordered SAX base -> apex, then 2ch, 3ch, 4ch (the plane index enters the
+  position embedding).
+- Frames: `n_frames` picked evenly over the cine (the paper: all 50 of 50), each frame the
+  manual labels draw (ED, ES) put in place of the nearest (`snap_frames`).
 - In-plane: each plane centre-cropped or padded (with the background value) to `size`
   pixels, then averaged over `downsample` x `downsample` blocks (the demo's 96 px -> 48).
 - Intensity: each view file normalised on its own (1st-99th percentile -> [-1, 1]), so a
@@ -81,6 +82,26 @@ def frame_indices(n_available: int, n_frames: int) -> np.ndarray:
     return np.floor(np.arange(n_frames) * n_available / n_frames).astype(int)
 
 
+def snap_frames(frames: np.ndarray, wanted: list) -> np.ndarray:
+    """`frames` with each wanted frame (per group, in order: the SAX labels' ED and ES, then
+    each LAX view's) put in place of the nearest kept frame not already taken by one, so
+    the labelled frames are kept (UK Biobank labels two frames of 50; every 5th frame would
+    miss ES). Frames stay increasing: a frame moves by at most half the stride."""
+    frames, taken = frames.copy(), np.zeros(len(frames), bool)
+    for group in wanted:
+        for w in group:
+            if w in frames[taken]:
+                continue
+            free = np.flatnonzero(~taken)
+            j = free[np.argmin(np.abs(frames[free] - w))]
+            if abs(int(frames[j]) - int(w)) * 2 > max(1, np.diff(frames).max(initial=1)):
+                continue  # the nearest free slot is a stride away: keep the even spacing
+            frames[j], taken[j] = w, True
+    if np.any(np.diff(frames) <= 0):  # cannot happen with the half-stride rule; never silently reorder
+        raise AssertionError(f"frames {frames} not increasing")
+    return frames
+
+
 def fit_plane(a: np.ndarray, size: int, fill) -> np.ndarray:
     """(..., X, Y) centre-cropped or padded with `fill` to (..., size, size)."""
     out = np.full(a.shape[:-2] + (size, size), fill, dtype=a.dtype)
@@ -133,40 +154,45 @@ def build_inputs(subject: str, files: dict, settings: InputSettings, lax_structu
     n_available = sa.shape[3]
     if n_available < s.n_frames:
         raise InputError(subject, files["sa"], f"{n_available} frames; the MAE takes {s.n_frames}")
-    frames = frame_indices(n_available, s.n_frames)
     try:
         slices = lv_base_slices((base[..., 0] == LVC).sum(axis=(0, 1)))
     except ValueError as exc:
         raise InputError(subject, files["base_labels"], str(exc)) from None
+    cines = {}
+    for view in LAX_VIEWS:
+        cines[view], _, _ = load_nifti(files[view], subject)
+        if cines[view].shape[3] != n_available:
+            raise InputError(subject, files[view], f"{cines[view].shape[3]} frames, the SAX cine {n_available}")
+    manual = {"sa": load_nifti(files["label_sa"], subject)[0]} if "label_sa" in files else {}
+    lax_classes = {}
+    for view in LAX_VIEWS:
+        lax_classes[view] = [v for v in (lax_structures or {}).get(view, {}) if v in LAX_CLASSES]
+        if f"label_{view}" in files and lax_classes[view]:
+            manual[view] = load_nifti(files[f"label_{view}"], subject)[0]
+    drawn = {view: labelled_frames(labels) for view, labels in manual.items()}
+    frames = snap_frames(frame_indices(n_available, s.n_frames), list(drawn.values()))
 
     def fitted(a, fill, labels=False):
         a = fit_plane(a, s.size, fill)
         return block_centre(a, s.downsample) if labels else block_mean(a, s.downsample)
 
     images = [fitted(_planes(normalise_intensity(sa), slices, frames), -1.0)]
-    for view in LAX_VIEWS:
-        cine, _, _ = load_nifti(files[view], subject)
-        if cine.shape[3] != n_available:
-            raise InputError(subject, files[view], f"{cine.shape[3]} frames, the SAX cine {n_available}")
-        images.append(fitted(_planes(normalise_intensity(cine), [0], frames), -1.0))
+    images += [fitted(_planes(normalise_intensity(cines[view]), [0], frames), -1.0) for view in LAX_VIEWS]
     n_t, p = len(frames), s.pixels
     out = {"image": np.concatenate(images).astype(np.float16), "sax_slices": np.array(slices),
            "frames": frames, "labels": np.zeros((len(PLANES), n_t, p, p), np.uint8),
            "labelled": np.zeros((len(PLANES), n_t), bool), "carried": np.zeros((len(PLANES), N_CLASSES), bool)}
-    if "label_sa" in files:
-        labels, _, _ = load_nifti(files["label_sa"], subject)
-        out["labels"][:N_SAX] = fitted(_planes(labels.astype(np.uint8), slices, frames), 0, labels=True)
-        out["labelled"][:N_SAX] = np.isin(frames, labelled_frames(labels))[None]
+    if "sa" in manual:
+        out["labels"][:N_SAX] = fitted(_planes(manual["sa"].astype(np.uint8), slices, frames), 0, labels=True)
+        out["labelled"][:N_SAX] = np.isin(frames, drawn["sa"])[None]
         out["carried"][:N_SAX, list(SAX_CLASSES)] = True
     for i, view in enumerate(LAX_VIEWS, start=N_SAX):
-        carried = [v for v in (lax_structures or {}).get(view, {}) if v in LAX_CLASSES]
-        if f"label_{view}" not in files or not carried:
+        if view not in manual:
             continue
-        labels, _, _ = load_nifti(files[f"label_{view}"], subject)
-        lab = fitted(_planes(labels.astype(np.uint8), [0], frames), 0, labels=True)[0]
-        out["labels"][i] = np.where(np.isin(lab, carried), lab, 0)  # LV/RV of a `full` LAX view: not LAX classes
-        out["labelled"][i] = np.isin(frames, labelled_frames(labels))
-        out["carried"][i, [0, *carried]] = True
+        lab = fitted(_planes(manual[view].astype(np.uint8), [0], frames), 0, labels=True)[0]
+        out["labels"][i] = np.where(np.isin(lab, lax_classes[view]), lab, 0)  # a `full` view's LV/RV: not LAX classes
+        out["labelled"][i] = np.isin(frames, drawn[view])
+        out["carried"][i, [0, *lax_classes[view]]] = True
     if "seg_sa" in files:
         seg, _, _ = load_nifti(files["seg_sa"], subject)
         out["directseg"] = fitted(_planes(seg.astype(np.uint8), slices, frames), 0, labels=True)

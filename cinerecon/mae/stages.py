@@ -3,6 +3,7 @@ test subject's rows (phenotypes, segmentation, robustness)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from cinerecon.evaluate import label_phenotype_row
@@ -16,6 +17,7 @@ from cinerecon.mae.inputs import InputSettings, build_inputs
 from cinerecon.phenotypes.atrial import atrial_phenotypes
 from cinerecon.stages import Subject, frame_labels
 
+log = logging.getLogger(__name__)
 KINDS = ("phenotypes", "segmentation", "robustness", "representation")
 
 
@@ -32,7 +34,12 @@ def inputs_run(layout: Layout, s: Subject, settings: dict, truth: bool, directse
         files["seg_sa"] = layout.seg(s.id)
     arrays = build_inputs(s.id, files, InputSettings.from_dict(settings),
                           {v: s.lax_structures(v) for v in LAX_VIEWS} if s.labelled else None)
-    label_row = label_phenotypes(s, aligned["label_sa"], crop) if s.labelled and not truth else None
+    label_row = None
+    if s.labelled and not truth:
+        try:
+            label_row = label_phenotypes(s, aligned["label_sa"], crop)
+        except ValueError as exc:  # labels no phenotype comes from still pre-train and segment
+            log.warning("subject %s: no phenotype targets from its labels: %s", s.id, exc)
     targets, source = targets_from(layout.truth(s.id)["phenotypes"] if truth else None, label_row)
     write_subject(layout.mae_inputs(s.id), arrays, targets, source)
 

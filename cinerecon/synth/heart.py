@@ -503,8 +503,9 @@ class HeartModel:
         fs = self.frames[frame]
         lo, hi = self.bounds_local()
         hi = hi.copy()
-        # the atria reach 0.1 of their long semi-axis below the base plane, which has risen by `lift`
-        hi[2] = fs.lift + 0.2 * 1.4 * fs.atrial_scale * max(self.p.la_radius_mm, self.p.ra_radius_mm) + 5
+        # the atria reach 0.1 of their long semi-axis past the base plane, which has moved by
+        # `lift` (tilt) and `base` (descent in systole)
+        hi[2] = fs.base + fs.lift + 0.2 * 1.4 * fs.atrial_scale * max(self.p.la_radius_mm, self.p.ra_radius_mm) + 5
         axes = [np.arange(lo[i], hi[i], step_mm) + step_mm / 2 for i in range(3)]
         labels = np.empty(0, np.uint8)
         for u in np.array_split(axes[0], max(1, len(axes[0]) // 16)):  # bounded memory
