@@ -69,3 +69,23 @@ def describe_convention(convention: str, view: str) -> str:
     """'1 = LA, 2 = RA' (the file's values), or 'no labels'."""
     mapping = LAX_CONVENTIONS[convention][view]
     return ", ".join(f"{k} = {LAX_LABELS[v]}" for k, v in mapping.items()) or "no labels"
+
+
+# Colours of the pipeline's label values in viewers (ITK-SNAP's default palette order)
+LABEL_COLOURS = {LVC: (255, 0, 0), LVM: (0, 255, 0), RVC: (0, 0, 255), LA: (255, 255, 0), RA: (0, 255, 255)}
+
+
+def itksnap_label_description() -> str:
+    """An ITK-SNAP label description file (Segmentation > Import Label Descriptions) naming
+    every pipeline label value, SAX and LAX alike."""
+    names = {BG: "Clear Label", LVC: "LV blood pool (LVC)", LVM: "LV myocardium (LVM)", RVC: "RV blood pool (RVC)",
+             LA: "left atrium (LA)", RA: "right atrium (RA)"}
+    lines = ["################################################",
+             "# ITK-SnAP Label Description File (cinerecon.labels)",
+             "# IDX   -R-  -G-  -B-  -A--  VIS MSH  LABEL",
+             "################################################"]
+    for value, name in names.items():
+        r, g, b = LABEL_COLOURS.get(value, (0, 0, 0))
+        visible = int(value != BG)
+        lines.append(f"{value:5d} {r:5d} {g:4d} {b:4d} {float(visible):8.2f} {visible:2d} {visible:2d}    \"{name}\"")
+    return "\n".join(lines) + "\n"

@@ -321,3 +321,18 @@ def test_a_missing_lax_label_file_of_a_labelled_subject_means_no_labels_on_that_
     with pytest.raises(InputError, match="label_sa.nii.gz: file is missing"):
         (src / "label_sa.nii.gz").unlink()
         ingest_labels(src, "S1", out, lax=lax_conventions("ukbb"))
+
+
+def test_the_itksnap_label_description_names_every_label_value():
+    """config/itksnap_labels.txt is the function's output, one line per pipeline value."""
+    import shlex
+    from pathlib import Path
+
+    from cinerecon.labels import LAX_LABELS, itksnap_label_description
+
+    text = (Path(__file__).parents[1] / "config/itksnap_labels.txt").read_text()
+    assert text == itksnap_label_description()
+    rows = [shlex.split(line) for line in text.splitlines() if not line.startswith("#")]
+    assert [int(r[0]) for r in rows] == [0, *LAX_LABELS]
+    for r in rows[1:]:
+        assert LAX_LABELS[int(r[0])] in r[-1] and r[5] == r[6] == "1" and float(r[4]) == 1.0
