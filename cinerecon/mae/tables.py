@@ -73,7 +73,8 @@ def robustness_table(rows: pd.DataFrame, representations: pd.DataFrame | None = 
         pairs = np.triu_indices(len(unit), k=1)
         cosines = (unit @ unit.T)[pairs]
         out.append({"planes removed": "other subjects", "cases": len(cosines), "subjects": len(unit),
-                    "cosine": mean_sd(cosines, 4), "cosine min": f"{cosines.min():.4f}"})
+                    "cosine": mean_sd(cosines, 4), "cosine min": f"{cosines.min():.4f}",
+                    **{f"|d {n}| ({UNITS[n]})": "" for n in TARGETS}})
     return pd.DataFrame(out, columns=["planes removed", "cases", "subjects", "cosine", "cosine min"]
                         + [f"|d {n}| ({UNITS[n]})" for n in TARGETS])
 
