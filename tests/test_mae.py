@@ -162,6 +162,10 @@ def test_labelled_frames_are_kept_when_frames_are_thinned():
     assert snap_frames(every_5th, [[0, 17], [0, 18], [0, 12]]).tolist() == [0, 5, 12, 17, 18, 25, 30, 35, 40, 45]
     assert snap_frames(every_5th, [[0, 17], [0, 18], [0, 16]]).tolist() == [0, 5, 10, 17, 18, 25, 30, 35, 40, 45]
     assert snap_frames(frame_indices(50, 50), [[0, 17]]).tolist() == list(range(50))
+    # densely labelled cines (every frame) keep the even frames; a LAX ED one frame late does
+    # not displace the SAX's ED
+    assert snap_frames(frame_indices(20, 10), [list(range(20)), list(range(20))]).tolist() == list(range(0, 20, 2))
+    assert snap_frames(every_5th, [[0, 17], [1, 17]]).tolist() == [0, 5, 10, 17, 20, 25, 30, 35, 40, 45]
 
 
 def test_lv_base_is_found_from_either_end_of_the_stack():

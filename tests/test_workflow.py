@@ -45,6 +45,10 @@ def snakemake(workdir, *args, env=None):
                           env=None if env is None else {**os.environ, **env})
 
 
+# The tiny cohort's MAE section (tests/data/tiny.yaml), for runs over other cohorts
+TINY_MAE = yaml.safe_load((REPO / "tests/data/tiny.yaml").read_text())["mae"]
+
+
 def tiny_config(folder: Path) -> dict:
     cfg = yaml.safe_load((REPO / "tests/data/tiny.yaml").read_text())
     cfg["results"] = str(folder / "results")
@@ -451,6 +455,7 @@ def test_fixing_labels_after_an_interrupted_run_changes_that_subjects_directseg_
                                                  "lax_labels": "full"}},
            "segmentation": {"epochs": 4, "batch_size": 8, "lr": 0.001, "frames": "ed_es"},
            "deeprecon": {"enabled": False}, "dmcvr": {"enabled": False},
+           "mae": TINY_MAE,  # a real cohort's MAE: targets from the labels (atria by area-length)
            "recon": {"baselines": ["nn"]},
            "crop": {"sax_size": [64, 64], "lax_size": [64, 64]}}
     config = tmp_path / "cfg.yaml"
@@ -471,6 +476,8 @@ def test_fixing_labels_after_an_interrupted_run_changes_that_subjects_directseg_
     assert run.returncode == 0, run.stderr[-3000:]
     rows = results / "eval/sax/directseg/2000003.parquet"
     before = pd.read_parquet(rows)
+    mae = pd.read_csv(results / "tables/mae_phenotypes.csv")
+    assert set(mae["reference"]) == {"labels"} and mae.notna().all().all()  # every target, the atria's too
     # correct the test subject's labels: its RV was mislabelled as background at ED and ES
     path = root / "2000003/label_sa.nii.gz"
     img = nib.load(path)

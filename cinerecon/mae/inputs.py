@@ -83,20 +83,25 @@ def frame_indices(n_available: int, n_frames: int) -> np.ndarray:
 
 
 def snap_frames(frames: np.ndarray, wanted: list) -> np.ndarray:
-    """`frames` with each wanted frame (per group, in order: the SAX labels' ED and ES, then
-    each LAX view's) put in place of the nearest kept frame not already taken by one, so
-    the labelled frames are kept (UK Biobank labels two frames of 50; every 5th frame would
-    miss ES). Frames stay increasing: a frame moves by at most half the stride."""
+    """`frames` with each labelled frame of each group (in order: the SAX labels', then each
+    LAX view's) that no kept frame of the group stands for put in place of the nearest kept
+    frame not already taken. UK Biobank labels two frames of 50, and every 5th frame would
+    miss ES; densely labelled cines change nothing. A frame moves by at most half the
+    stride, so frames stay increasing."""
     frames, taken = frames.copy(), np.zeros(len(frames), bool)
+    half = max(1, int(np.diff(frames).max(initial=1))) / 2
     for group in wanted:
-        for w in group:
-            if w in frames[taken]:
+        labelled = set(int(w) for w in group)
+        for w in sorted(labelled):
+            near = np.abs(frames - w) <= half
+            standing = [j for j in np.flatnonzero(near) if int(frames[j]) in labelled]
+            if standing:  # a kept frame of this group's labels is within half a stride
+                taken[standing] = True
                 continue
-            free = np.flatnonzero(~taken)
-            j = free[np.argmin(np.abs(frames[free] - w))]
-            if abs(int(frames[j]) - int(w)) * 2 > max(1, np.diff(frames).max(initial=1)):
-                continue  # the nearest free slot is a stride away: keep the even spacing
-            frames[j], taken[j] = w, True
+            free = np.flatnonzero(near & ~taken)
+            if free.size:
+                j = free[np.argmin(np.abs(frames[free] - w))]
+                frames[j], taken[j] = w, True
     if np.any(np.diff(frames) <= 0):  # cannot happen with the half-stride rule; never silently reorder
         raise AssertionError(f"frames {frames} not increasing")
     return frames
