@@ -18,7 +18,8 @@ start=$(date +%s)
 # on SLURM and what it produces must equal the local run's.
 printf 'results: %s\ndeeprecon:\n  enabled: false\ndmcvr:\n  enabled: false\ngemini_gan:\n  enabled: false\nmae:\n  enabled: false\n' "$OUT" > "$DIR/demo_overrides.yaml"
 # Polling from 2 s on: the demo's jobs last seconds, the profile's 20 s suits real clusters.
-# --max-threads 1 as the local run (.ci/run): torch's CPU results depend on its thread count.
+# --max-threads 1: the local run (.ci/run, no GPU) gives GPU-tagged jobs one thread each, and
+# torch's CPU results depend on its thread count.
 timeout -k 30 1800 snakemake --profile profiles/slurm --cores 2 --max-threads 1 \
     --configfile "$DIR/demo_overrides.yaml" --slurm-init-seconds-before-status-checks 2
 echo "slurm demo: $(( $(date +%s) - start )) s"

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -130,6 +132,48 @@ def workers_for(threads: int | None = None) -> int:
     all but the one the main (training) process keeps; 0 = load in the main process."""
     threads = job_threads() if threads is None else int(threads)
     return max(0, threads - 1)
+
+
+# ---- GPUs of a local run -----------------------------------------------------------------------
+# What a GPU-tagged rule (resources gpu=1) asks of a local run where that many GPUs are visible.
+GPU_JOB_THREADS = 8  # the process feeding the GPU plus data-loading workers (workers_for)
+CPU_FALLBACK_THREADS = 1  # no GPU: the job is a CPU job; one core each, side by side
+
+
+def visible_gpus(env=None, nvidia_smi: str | None = "nvidia-smi") -> int:
+    """GPUs this machine offers CUDA jobs, without importing torch (this runs at every parse):
+    CUDA_VISIBLE_DEVICES when set (SLURM and users restrict GPUs with it; "" or "-1": none),
+    else the lines `nvidia-smi -L` lists, else 0 (no driver, no tool, or it failed)."""
+    env = os.environ if env is None else env
+    devices = env.get("CUDA_VISIBLE_DEVICES")
+    if devices is not None:
+        ids = [d for d in devices.split(",") if d.strip() and d.strip() != "-1"]
+        return len(ids)
+    tool = shutil.which(nvidia_smi) if nvidia_smi else None
+    if tool is None:
+        return 0
+    try:
+        listing = subprocess.run([tool, "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    if listing.returncode != 0:
+        return 0
+    return sum(line.startswith("GPU ") for line in listing.stdout.splitlines())
+
+
+def gpu_plan(local_main_run: bool, gpu_limit_given: bool, gpus: int) -> tuple[int, int | None]:
+    """(threads of a GPU-tagged job, the run's `gpu` resource limit to register or None).
+
+    On a cluster (or inside a cluster job) every GPU job gets its own GPU: full threads, no
+    limit here. A local run with GPUs runs as many GPU jobs at once as it has GPUs, unless the
+    user gave --resources gpu=N. A local run without one runs them as CPU jobs with one thread
+    each and no limit: a limit of one GPU that does not exist would queue them behind each
+    other while cores idle (and one thread makes their bytes independent of --cores)."""
+    if not local_main_run:
+        return GPU_JOB_THREADS, None
+    if gpus == 0:
+        return CPU_FALLBACK_THREADS, None
+    return GPU_JOB_THREADS, (None if gpu_limit_given else gpus)
 
 
 _STARTED_LOGS: set[str] = set()

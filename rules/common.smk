@@ -16,6 +16,7 @@ from cinerecon.io.subject import VIEWS
 from cinerecon.latent.names import deeprecon_variant
 from cinerecon.layout import LAX_VIEWS
 from cinerecon.tables.report import report_names
+from cinerecon.workflow import gpu_plan, visible_gpus
 
 # `config` is the effective configuration (Snakefile): config/presets/{preset}.yaml with the
 # user's --configfile/--config merged over it. Both presets set every key that the section
@@ -376,6 +377,14 @@ TABLE_THREADS = 1  # cohort tables, figures, status: pandas and matplotlib on on
 # left align at 15 s and the CPD baseline at 0.6 s per subject), so one CPU per job and
 # more jobs side by side; raise it if a stage gains multithreaded work.
 CPU_STAGE_THREADS = 1
-# GPU-tagged rules (resources gpu=1): the main process feeding the GPU (and its intra-op
-# threads on a CPU-only machine) plus data-loading workers (cinerecon.workflow.workers_for)
-GPU_THREADS = 8
+# GPU-tagged rules (resources gpu=1): on a cluster or a machine with GPUs, the process
+# feeding the GPU plus data-loading workers (8); on a local run with no GPU visible they are
+# CPU jobs, one thread each. A local run's `gpu` limit is the GPUs visible (nvidia-smi,
+# CUDA_VISIBLE_DEVICES) unless --resources gpu=N says otherwise (cinerecon.workflow.gpu_plan).
+GPU_THREADS, _gpu_limit = gpu_plan(
+    workflow.local_exec and workflow.is_main_process and not workflow.remote_exec,
+    "gpu" in workflow.global_resources,
+    visible_gpus() if workflow.local_exec and workflow.is_main_process else 0,
+)
+if _gpu_limit is not None:
+    workflow.register_resource("gpu", _gpu_limit)

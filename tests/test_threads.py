@@ -37,8 +37,12 @@ def rule_blocks() -> dict[str, str]:
 
 
 def thread_constants() -> dict[str, int]:
+    """{name: threads} of common.smk's constants; GPU_THREADS as on a machine with a GPU."""
     text = (REPO / "rules/common.smk").read_text()
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+_THREADS) = (\d+)", text, re.M)}
+    constants = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+_THREADS) = (\d+)", text, re.M)}
+    if re.search(r"^GPU_THREADS, \w+ = gpu_plan\(", text, re.M):
+        constants["GPU_THREADS"] = workflow.GPU_JOB_THREADS
+    return constants
 
 
 @pytest.fixture
@@ -118,10 +122,14 @@ def test_every_workflow_script_passes_the_jobs_threads():
     assert scripts and not missing, f"scripts that do not call use_threads(snakemake.threads): {missing}"
 
 
-def snakemake(workdir: Path, *args):
+def snakemake(workdir: Path, *args, gpus: str | None = None):
+    """Snakemake on the repository's Snakefile; gpus: its CUDA_VISIBLE_DEVICES (None: unset)."""
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
            "--directory", str(workdir), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    if gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpus
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
 
 
 def tiny_config(folder: Path, **cohort_synthetic) -> Path:
@@ -134,9 +142,11 @@ def tiny_config(folder: Path, **cohort_synthetic) -> Path:
     return path
 
 
-def dry_run_jobs(workdir: Path, config: Path, cores: int) -> list[dict]:
-    """[{rule, threads, resources}] of every job of a --forceall dry run."""
-    run = snakemake(workdir, "--configfile", str(config), "--cores", str(cores), "-n", "--forceall")
+def dry_run_jobs(workdir: Path, config: Path, cores: int, gpus: str | None = "0") -> list[dict]:
+    """[{rule, threads, resources}] of every job of a --forceall dry run (with one GPU visible
+    unless gpus says otherwise)."""
+    run = snakemake(workdir, "--configfile", str(config), "--cores", str(cores), "-n", "--forceall",
+                    gpus=gpus)
     assert run.returncode == 0, run.stderr[-3000:]
     jobs = []
     for line in run.stdout.splitlines():
@@ -166,6 +176,10 @@ def test_dry_run_gives_every_job_its_rules_threads(tmp_path):
         if "gpu=1" in job["resources"]:
             assert job["threads"] >= 4, job
     assert max(j["threads"] for j in dry_run_jobs(tmp_path / "nifti", tmp_path / "nifti/cfg.yaml", 2)) == 2
+    # no GPU visible: GPU-tagged jobs are one-thread CPU jobs (side by side, not 2 cores each)
+    cpu_only = dry_run_jobs(tmp_path / "nifti", tmp_path / "nifti/cfg.yaml", 64, gpus="")
+    gpu_jobs = [j for j in cpu_only if "gpu=1" in j["resources"]]
+    assert gpu_jobs and {j["threads"] for j in gpu_jobs} == {1}, gpu_jobs
     # training jobs ask a cluster for at most training.max_runtime_minutes (a partition's limit)
     trainings = [j for j in jobs if j["rule"].startswith("train_")]
     assert trainings and all("runtime=2880," in j["resources"] for j in trainings if "train_diffusion" in j["rule"])
@@ -189,3 +203,27 @@ def test_a_job_runs_with_its_threads(tmp_path):
     assert m and m.group(1) == "2", log
     pools = dict(item.split("=") for item in m.group(2).split())
     assert pools and set(pools.values()) == {"2"}, log
+
+
+def test_visible_gpus_reads_cuda_visible_devices_then_nvidia_smi(tmp_path):
+    assert workflow.visible_gpus({"CUDA_VISIBLE_DEVICES": "0,1,3"}) == 3
+    assert workflow.visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == 0
+    assert workflow.visible_gpus({"CUDA_VISIBLE_DEVICES": "-1"}) == 0
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H200 (UUID: a)'\necho 'GPU 1: NVIDIA H200 (UUID: b)'\n")
+    fake.chmod(0o755)
+    assert workflow.visible_gpus({}, nvidia_smi=str(fake)) == 2
+    broken = tmp_path / "broken-smi"
+    broken.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")
+    broken.chmod(0o755)
+    assert workflow.visible_gpus({}, nvidia_smi=str(broken)) == 0
+    assert workflow.visible_gpus({}, nvidia_smi=str(tmp_path / "absent")) == 0
+
+
+def test_gpu_plan_follows_the_gpus_that_exist():
+    full, cpu = workflow.GPU_JOB_THREADS, workflow.CPU_FALLBACK_THREADS
+    assert workflow.gpu_plan(True, False, 0) == (cpu, None)  # CPU-only: no limit, one thread
+    assert workflow.gpu_plan(True, False, 1) == (full, 1)
+    assert workflow.gpu_plan(True, False, 4) == (full, 4)
+    assert workflow.gpu_plan(True, True, 4) == (full, None)  # --resources gpu=N wins
+    assert workflow.gpu_plan(False, False, 0) == (full, None)  # cluster: SLURM gives each its GPU
