@@ -134,6 +134,14 @@ def workers_for(threads: int | None = None) -> int:
     return max(0, threads - 1)
 
 
+def job_pythonpath(repo, existing: str | None) -> str:
+    """PYTHONPATH for every job: the workflow's checkout first (so a job imports the cinerecon
+    of the rules it runs, also inside a conda environment that holds only the dependencies),
+    then what was there, without duplicates."""
+    parts = [str(repo), *(p for p in (existing or "").split(os.pathsep) if p)]
+    return os.pathsep.join(dict.fromkeys(parts))
+
+
 # ---- GPUs of a local run -----------------------------------------------------------------------
 # What a GPU-tagged rule (resources gpu=1) asks of a local run where that many GPUs are visible.
 GPU_JOB_THREADS = 8  # the process feeding the GPU plus data-loading workers (workers_for)

@@ -11,7 +11,7 @@ from cinerecon.tables import (
     AGREEMENT_COLUMNS,
     lax_dice_numeric,
     lax_dice_table,
-    markdown_fallback,
+    markdown_table,
     mean_sd,
     phenotype_agreement,
     read_rows,
@@ -192,10 +192,13 @@ def test_write_table_round_trips(tmp_path):
     assert not [p for p in tmp_path.rglob(".*")]  # no temporary files left behind
 
 
-def test_markdown_fallback():
-    frame = pd.DataFrame({"method": ["nn", "a|b"], "2ch": ["0.9 (0.1)", "n/a"]})
-    assert markdown_fallback(frame).splitlines() == [
-        "| method | 2ch |", "|---|---|", "| nn | 0.9 (0.1) |", "| a\\|b | n/a |",
+def test_markdown_table_through_tabulate_escapes_pipes_in_cells():
+    frame = pd.DataFrame({"method": ["nn", "a|b"], "2ch": ["0.9 (0.1)", "n/a"], "n": [12, 3]})
+    assert markdown_table(frame).splitlines() == [
+        "| method   | 2ch       |   n |",
+        "|:---------|:----------|----:|",
+        "| nn       | 0.9 (0.1) |  12 |",
+        "| a\\|b     | n/a       |   3 |",
     ]
 
 

@@ -207,24 +207,14 @@ def phenotype_agreement(rows: pd.DataFrame, reference: str = "truth", phenotypes
 
 
 # ---------------------------------------------------------------- I/O
-def _markdown(frame: pd.DataFrame) -> str:
-    """Markdown pipe table: tabulate when importable, else a plain fallback."""
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return markdown_fallback(frame)
-    return frame.to_markdown(index=False)
-
-
-def markdown_fallback(frame: pd.DataFrame) -> str:
-    """A minimal pipe table (no alignment padding) for environments without ``tabulate``."""
+def markdown_table(frame: pd.DataFrame) -> str:
+    """Markdown pipe table through tabulate (pandas' to_markdown), with `|` and line breaks
+    inside cells escaped (tabulate leaves them, which would split a cell)."""
     def cell(v):
-        return str(v).replace("|", "\\|").replace("\n", " ")
+        return v.replace("|", "\\|").replace("\n", " ") if isinstance(v, str) else v
 
-    header = "| " + " | ".join(cell(c) for c in frame.columns) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
+    escaped = frame.map(cell).rename(columns=lambda c: cell(str(c)))
+    return escaped.to_markdown(index=False)
 
 
 def _flat(frame: pd.DataFrame) -> pd.DataFrame:
@@ -272,7 +262,7 @@ def write_table(frame: pd.DataFrame, stem) -> list[Path]:
     with atomic_path(paths[1]) as tmp:
         flat.to_csv(tmp, index=False)
     with atomic_path(paths[2]) as tmp:
-        tmp.write_text(_markdown(flat) + "\n")
+        tmp.write_text(markdown_table(flat) + "\n")
     return paths
 
 
