@@ -1,19 +1,18 @@
 # cinerecon: UK Biobank cine MRI -> crops -> (alignment, models, reconstructions, tables).
 # Conventions, layout and data flow: DESIGN.md. Run: snakemake --cores 2
 
-import os
 from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
 from cinerecon.config_presets import config_sources, resolve_workflow_config, write_effective_config
-from cinerecon.workflow import job_pythonpath
+from cinerecon.workflow import put_checkout_on_pythonpath
 
 min_version("9.0")
 
 # Jobs (local, SLURM, or in envs/*.yaml with --software-deployment-method conda, which hold
 # the dependencies only) import cinerecon from this checkout.
-os.environ["PYTHONPATH"] = job_pythonpath(workflow.basedir, os.environ.get("PYTHONPATH"))
+put_checkout_on_pythonpath(workflow.basedir)
 
 
 # The configuration: config/presets/{preset}.yaml (preset: demo unless the user says paper)
@@ -50,6 +49,6 @@ onstart:
 
 
 rule all:
+    default_target: True
     input:
         final_outputs(),
-    default_target: True

@@ -142,6 +142,12 @@ def job_pythonpath(repo, existing: str | None) -> str:
     return os.pathsep.join(dict.fromkeys(parts))
 
 
+def put_checkout_on_pythonpath(repo) -> str:
+    """Set this process's PYTHONPATH (inherited by every job it starts) to job_pythonpath."""
+    os.environ["PYTHONPATH"] = job_pythonpath(repo, os.environ.get("PYTHONPATH"))
+    return os.environ["PYTHONPATH"]
+
+
 # ---- GPUs of a local run -----------------------------------------------------------------------
 # What a GPU-tagged rule (resources gpu=1) asks of a local run where that many GPUs are visible.
 GPU_JOB_THREADS = 8  # the process feeding the GPU plus data-loading workers (workers_for)

@@ -10,6 +10,8 @@ rule align:
         f"{RESULTS}/logs/align/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/align/{{shard}}.tsv"
+    conda:
+        "../envs/cpu.yaml"
     threads: CPU_STAGE_THREADS
     resources:
         mem_mb=2000,
@@ -18,7 +20,5 @@ rule align:
         shard=shard_job(),
         method=ALIGN["method"],
         sax_thickness_mm=ALIGN["sax_thickness_mm"],
-    conda:
-        "../envs/cpu.yaml"
     script:
         "../workflow_scripts/align.py"

@@ -12,6 +12,8 @@ rule seg_record:
         f"{RESULTS}/logs/seg_record/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/seg_record/{{shard}}.tsv"
+    conda:
+        "../envs/cpu.yaml"
     threads: CPU_STAGE_THREADS
     resources:
         mem_mb=2000,
@@ -19,8 +21,6 @@ rule seg_record:
     params:
         shard=shard_job(),
         qc=COHORT_PHENOTYPES["qc"],
-    conda:
-        "../envs/cpu.yaml"
     script:
         "../workflow_scripts/seg_record.py"
 
@@ -30,12 +30,14 @@ rule cohort_recon:
         manifest("cohort-seg"),
     output:
         manifest("cohort-recon-{method}"),
-    wildcard_constraints:
-        method="|".join(COHORT_RECON_METHODS) or "NONE",
     log:
         f"{RESULTS}/logs/cohort_recon/{{method}}/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/cohort_recon/{{method}}/{{shard}}.tsv"
+    wildcard_constraints:
+        method="|".join(COHORT_RECON_METHODS) or "NONE",
+    conda:
+        "../envs/cpu.yaml"
     threads: CPU_STAGE_THREADS
     resources:
         mem_mb=2000,
@@ -43,8 +45,6 @@ rule cohort_recon:
     params:
         shard=shard_job(),
         target_spacing_mm=RECON["target_spacing_mm"],
-    conda:
-        "../envs/cpu.yaml"
     script:
         "../workflow_scripts/cohort_recon.py"
 
@@ -56,20 +56,20 @@ rule cohort_generative:
         seg=manifest("cohort-seg"),
     output:
         manifest("cohort-recon-{method}"),
-    wildcard_constraints:
-        method=GENERATIVE_PATTERN,
     log:
         f"{RESULTS}/logs/cohort_generative/{{method}}/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/cohort_generative/{{method}}/{{shard}}.tsv"
+    wildcard_constraints:
+        method=GENERATIVE_PATTERN,
+    conda:
+        "../envs/cpu.yaml"
     threads: CPU_STAGE_THREADS
     resources:
         mem_mb=2000,
         runtime=shard_runtime(1),
     params:
         shard=shard_job(),
-    conda:
-        "../envs/cpu.yaml"
     script:
         "../workflow_scripts/cohort_generative.py"
 
@@ -86,12 +86,12 @@ rule cohort_phenotypes:
         f"{RESULTS}/logs/cohort_phenotypes.log",
     benchmark:
         f"{RESULTS}/benchmarks/cohort_phenotypes.tsv"
+    conda:
+        "../envs/cpu.yaml"
     threads: TABLE_THREADS
     params:
         sheet=SHEET[["subject", "split", "has_labels"]],
         methods=["seg"] + COHORT_RECON_METHODS + COHORT_GENERATIVE,
         truth=HAS_TRUTH,
-    conda:
-        "../envs/cpu.yaml"
     script:
         "../workflow_scripts/cohort_phenotypes.py"

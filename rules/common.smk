@@ -89,7 +89,9 @@ def shards_with(subjects):
 
 
 def manifests(stage, subjects=None):
-    return [manifest(stage, shard) for shard in shards_with(SUBJECTS if subjects is None else subjects)]
+    return [
+        manifest(stage, shard) for shard in shards_with(SUBJECTS if subjects is None else subjects)
+    ]
 
 
 def shard_job(subset=None):
@@ -160,10 +162,16 @@ def raw_fingerprint(wildcards):
 
 
 # ---- reconstruction and evaluation ------------------------------------------------------
-RECON = {"target_spacing_mm": 1.0, "baselines": ["nn", "linear", "sdf", "cpd"], **config.get("recon", {})}
+RECON = {
+    "target_spacing_mm": 1.0,
+    "baselines": ["nn", "linear", "sdf", "cpd"],
+    **config.get("recon", {}),
+}
 EVALUATION = {"splits": ["test"], "overlay_subjects": 2, **config.get("evaluation", {})}
 BASELINE_METHODS = list(RECON["baselines"])
-EVAL_SUBJECTS = [s for s in LABELLED if SHEET.loc[s, "split"] in EVALUATION["splits"] and s in TARGET_DOMAIN]
+EVAL_SUBJECTS = [
+    s for s in LABELLED if SHEET.loc[s, "split"] in EVALUATION["splits"] and s in TARGET_DOMAIN
+]
 # Subjects whose LAX views carry LV/RV labels (Table 2 needs them), e.g. the papers' annotated set
 LV_ON_LAX = [s for s in EVAL_SUBJECTS if "full" in LAX_OF[s].values()]
 HAS_TRUTH = COHORT["kind"] == "synthetic"
@@ -173,12 +181,31 @@ ALIGN = {"method": "intensity", "sax_thickness_mm": 8.0, **config.get("align", {
 
 
 # ---- segmentation network -----------------------------------------------------------------
-SEG = {"enabled": True, "model": "tiny", "checkpoint": None, "epochs": 30, "batch_size": 16,
-       "lr": 1e-3, "seed": 0, "frames": "ed_es", "frame_stride": 1, "predict_frames": "all",
-       **config.get("segmentation", {})}
+SEG = {
+    "enabled": True,
+    "model": "tiny",
+    "checkpoint": None,
+    "epochs": 30,
+    "batch_size": 16,
+    "lr": 1e-3,
+    "seed": 0,
+    "frames": "ed_es",
+    "frame_stride": 1,
+    "predict_frames": "all",
+    **config.get("segmentation", {}),
+}
 # What training a U-Net reads (cinerecon.models.seg_files.train_from_files); predict_frames,
 # checkpoint and enabled are inference's and the DAG's
-SEG_TRAINING_KEYS = ("model", "epochs", "batch_size", "lr", "seed", "frames", "frame_stride", "precision")
+SEG_TRAINING_KEYS = (
+    "model",
+    "epochs",
+    "batch_size",
+    "lr",
+    "seed",
+    "frames",
+    "frame_stride",
+    "precision",
+)
 SEG_TRAIN = [s for s in LABELLED if SHEET.loc[s, "split"] == "train" and s in TARGET_DOMAIN]
 SEG_VAL = [s for s in LABELLED if SHEET.loc[s, "split"] == "val" and s in TARGET_DOMAIN]
 SEG_CHECKPOINT = SEG["checkpoint"] or f"{RESULTS}/models/seg/{SEG['model']}/model.pt"
@@ -188,13 +215,42 @@ SEG_EVAL_SUBJECTS = [s for s in EVAL_SUBJECTS if SHEET.loc[s, "split"] == "test"
 
 
 # ---- DeepRecon: StyleGAN2 latent space ----------------------------------------------------
-DEEPRECON = {"enabled": False, "preset": "tiny", "image_size": None, "frame_stride": 1, "gan_steps": 2000, "gan_lr": 0.002,
-             "encoder_steps": 1000, "encoder_lr": 0.001, "batch_size": 16, "seed": 0,
-             "inversion": {}, "seg_epochs": SEG["epochs"], **config.get("deeprecon", {})}
+DEEPRECON = {
+    "enabled": False,
+    "preset": "tiny",
+    "image_size": None,
+    "frame_stride": 1,
+    "gan_steps": 2000,
+    "gan_lr": 0.002,
+    "encoder_steps": 1000,
+    "encoder_lr": 0.001,
+    "batch_size": 16,
+    "seed": 0,
+    "inversion": {},
+    "seg_epochs": SEG["epochs"],
+    **config.get("deeprecon", {}),
+}
 DEEPRECON_ON = bool(DEEPRECON["enabled"]) and SEG_ON and bool(SEG_TRAIN) and bool(SEG_VAL)
 # What G and E training read (cinerecon.latent.deeprecon_files); inversion and motion are inference's
-GAN_TRAINING_KEYS = ("preset", "image_size", "frame_stride", "gan_steps", "gan_lr", "batch_size", "seed", "precision")
-ENCODER_TRAINING_KEYS = ("preset", "frame_stride", "encoder_steps", "encoder_lr", "batch_size", "seed", "precision")
+GAN_TRAINING_KEYS = (
+    "preset",
+    "image_size",
+    "frame_stride",
+    "gan_steps",
+    "gan_lr",
+    "batch_size",
+    "seed",
+    "precision",
+)
+ENCODER_TRAINING_KEYS = (
+    "preset",
+    "frame_stride",
+    "encoder_steps",
+    "encoder_lr",
+    "batch_size",
+    "seed",
+    "precision",
+)
 INVERSION_STEPS = sorted(int(n) for n in DEEPRECON["inversion"].get("steps", [0, 1000, 10000]))
 DEEPRECON_VARIANTS = {n: deeprecon_variant(n) for n in INVERSION_STEPS} if DEEPRECON_ON else {}
 LATENT_METHODS = list(DEEPRECON_VARIANTS.values())
@@ -210,9 +266,17 @@ INVERT_SUBJECTS = SUBJECTS if DEEPRECON_ON else []
 
 # Motion adaptation (Eq. 3): the default pair is the first two test subjects; any other pair
 # can be asked for as results/motion/{source}_to_{target}/curves.tsv.
-MOTION = {"source": None, "target": None, "frame_stride": 5, "strength": 1.0, **DEEPRECON.get("motion", {})}
-MOTION_PAIR = [MOTION["source"] or (SEG_EVAL_SUBJECTS[:1] or [None])[0],
-               MOTION["target"] or (SEG_EVAL_SUBJECTS[1:2] or [None])[0]]
+MOTION = {
+    "source": None,
+    "target": None,
+    "frame_stride": 5,
+    "strength": 1.0,
+    **DEEPRECON.get("motion", {}),
+}
+MOTION_PAIR = [
+    MOTION["source"] or (SEG_EVAL_SUBJECTS[:1] or [None])[0],
+    MOTION["target"] or (SEG_EVAL_SUBJECTS[1:2] or [None])[0],
+]
 
 
 def motion_aligned(wildcards):
@@ -233,16 +297,40 @@ MOTION_OUTPUTS = (
 
 
 # ---- DMCVR: morphology-guided diffusion autoencoder (and the DiffAE ablation) ------------
-DMCVR = {"enabled": False, "preset": "tiny", "methods": ["dmcvr", "diffae"], "frame_stride": 1,
-         "steps": 20000, "batch_size": 16, "lr": 1e-4, "seed": 0, "ddim_steps": 50, "refine": 0, "clip_x0": True,
-         "inference_batch_size": 64, "subjects_per_pass": 8, "model": {},
-         **config.get("dmcvr", {})}
+DMCVR = {
+    "enabled": False,
+    "preset": "tiny",
+    "methods": ["dmcvr", "diffae"],
+    "frame_stride": 1,
+    "steps": 20000,
+    "batch_size": 16,
+    "lr": 1e-4,
+    "seed": 0,
+    "ddim_steps": 50,
+    "refine": 0,
+    "clip_x0": True,
+    "inference_batch_size": 64,
+    "subjects_per_pass": 8,
+    "model": {},
+    **config.get("dmcvr", {}),
+}
 DMCVR_ON = bool(DMCVR["enabled"]) and SEG_ON and bool(SEG_TRAIN)
 # What diffusion training reads (cinerecon.latent.dmcvr.train_diffusion_files); ddim_steps, refine,
 # clip_x0, inference_batch_size and subjects_per_pass are inference's
-DIFFUSION_TRAINING_KEYS = ("preset", "frame_stride", "steps", "batch_size", "lr", "seed", "model", "precision")
+DIFFUSION_TRAINING_KEYS = (
+    "preset",
+    "frame_stride",
+    "steps",
+    "batch_size",
+    "lr",
+    "seed",
+    "model",
+    "precision",
+)
 DMCVR_PRETRAIN = pretraining_subjects(DMCVR)  # every subject of dmcvr.pretrain_splits
-check_workflow_config(config, SHEET, workflow)  # strict inputs: refuse what the *_ON switches would drop
+check_workflow_config(
+    config, SHEET, workflow
+)  # strict inputs: refuse what the *_ON switches would drop
 DIFFUSION_METHODS = list(DMCVR["methods"]) if DMCVR_ON else []
 DIFFUSION_PATTERN = "|".join(DIFFUSION_METHODS) or "NONE"
 
@@ -252,22 +340,68 @@ def diffusion_model(method):
 
 
 # ---- Gemini-GAN: joint 3D super-resolution and segmentation, V-AMA domain adaptation ----
-GEMINI = {"enabled": False, "preset": "tiny", "methods": ["gemini_gan", "unet_seg", "unet_image"], "in_slices": 16,
-          "xy_factor": 1, "slice_mm": 2.0, "steps": 2000, "batch_size": 4, "lr": 1e-4, "weight_decay": 1e-6,
-          "crop": None, "seed": 0, "model": {}, "pretrain_splits": ["train", "val"], **config.get("gemini_gan", {})}
-VAMA = {"enabled": True, "preset": "tiny", "target_steps": 1000, "source_steps": 1000, "batch_size": 16, "lr": 2e-4,
-        "beta1": 0.5, "seed": 0, "model": {}, **GEMINI.get("vama", {})}
+GEMINI = {
+    "enabled": False,
+    "preset": "tiny",
+    "methods": ["gemini_gan", "unet_seg", "unet_image"],
+    "in_slices": 16,
+    "xy_factor": 1,
+    "slice_mm": 2.0,
+    "steps": 2000,
+    "batch_size": 4,
+    "lr": 1e-4,
+    "weight_decay": 1e-6,
+    "crop": None,
+    "seed": 0,
+    "model": {},
+    "pretrain_splits": ["train", "val"],
+    **config.get("gemini_gan", {}),
+}
+VAMA = {
+    "enabled": True,
+    "preset": "tiny",
+    "target_steps": 1000,
+    "source_steps": 1000,
+    "batch_size": 16,
+    "lr": 2e-4,
+    "beta1": 0.5,
+    "seed": 0,
+    "model": {},
+    **GEMINI.get("vama", {}),
+}
 # Training needs paired 3D truth: the synthetic cohort's (cinerecon.synth.highres)
 GEMINI_ON = bool(GEMINI["enabled"]) and HAS_TRUTH and SEG_ON
 GEMINI_METHODS = list(GEMINI["methods"]) if GEMINI_ON else []
-GEMINI_TRAINING_KEYS = ("preset", "in_slices", "xy_factor", "slice_mm", "steps", "batch_size", "lr", "weight_decay",
-                        "crop", "seed", "model")
-GEMINI_TRAIN = pretraining_subjects(GEMINI) if GEMINI_ON else []  # with their 3D truth, labelled or not
+GEMINI_TRAINING_KEYS = (
+    "preset",
+    "in_slices",
+    "xy_factor",
+    "slice_mm",
+    "steps",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "crop",
+    "seed",
+    "model",
+)
+GEMINI_TRAIN = (
+    pretraining_subjects(GEMINI) if GEMINI_ON else []
+)  # with their 3D truth, labelled or not
 # Judged against the 3D truth: every test subject, labelled or not; the source domain's by V-AMA
-SR_SUBJECTS = [s for s in SUBJECTS if SHEET.loc[s, "split"] == "test" and s in TARGET_DOMAIN] if GEMINI_ON else []
-DA_SUBJECTS = [s for s in SUBJECTS if SHEET.loc[s, "split"] == "test" and s not in TARGET_DOMAIN] \
-    if "gemini_gan" in GEMINI_METHODS else []
-VAMA_ON = GEMINI_ON and "gemini_gan" in GEMINI_METHODS and bool(VAMA["enabled"]) and bool(DA_SUBJECTS)
+SR_SUBJECTS = (
+    [s for s in SUBJECTS if SHEET.loc[s, "split"] == "test" and s in TARGET_DOMAIN]
+    if GEMINI_ON
+    else []
+)
+DA_SUBJECTS = (
+    [s for s in SUBJECTS if SHEET.loc[s, "split"] == "test" and s not in TARGET_DOMAIN]
+    if "gemini_gan" in GEMINI_METHODS
+    else []
+)
+VAMA_ON = (
+    GEMINI_ON and "gemini_gan" in GEMINI_METHODS and bool(VAMA["enabled"]) and bool(DA_SUBJECTS)
+)
 # V-AMA adapts every source subject (unsupervised: no truth is read) to the training subjects' look
 VAMA_SOURCE = [s for s in SUBJECTS if s not in TARGET_DOMAIN] if VAMA_ON else []
 GEMINI_RECON = ["gemini_gan"] if "gemini_gan" in GEMINI_METHODS and EVAL_SUBJECTS else []
@@ -278,20 +412,37 @@ def gemini_model(method):
 
 
 # ---- the whole-heart masked autoencoder: representation, phenotypes, segmentation -------------
-MAE = {"enabled": False, "preset": "tiny", "model": {}, "size": 128, "downsample": 1, "n_frames": 50,
-       "pretrain_splits": ["train", "val"], "finetune_splits": ["train", "val"], "seed": 0,
-       "robustness": {"pairs": 9}, **config.get("mae", {})}
+MAE = {
+    "enabled": False,
+    "preset": "tiny",
+    "model": {},
+    "size": 128,
+    "downsample": 1,
+    "n_frames": 50,
+    "pretrain_splits": ["train", "val"],
+    "finetune_splits": ["train", "val"],
+    "seed": 0,
+    "robustness": {"pairs": 9},
+    **config.get("mae", {}),
+}
 # Every target-domain subject gets a tensor file; pre-training reads the non-test ones, labelled
 # or not; the heads and the ResNet the labelled ones of mae.finetune_splits; tables the test ones
 MAE_SUBJECTS = [s for s in SUBJECTS if s in TARGET_DOMAIN]
 MAE_PRETRAIN = [s for s in pretraining_subjects(MAE) if s in TARGET_DOMAIN]
-MAE_FINETUNE = [s for s in LABELLED if SHEET.loc[s, "split"] in MAE["finetune_splits"] and s in TARGET_DOMAIN]
+MAE_FINETUNE = [
+    s for s in LABELLED if SHEET.loc[s, "split"] in MAE["finetune_splits"] and s in TARGET_DOMAIN
+]
 MAE_TEST = [s for s in MAE_SUBJECTS if SHEET.loc[s, "split"] == "test"]
-MAE_ON = bool(MAE["enabled"]) and SEG_ON and bool(MAE_PRETRAIN) and bool(MAE_FINETUNE) and bool(MAE_TEST)
+MAE_ON = (
+    bool(MAE["enabled"]) and SEG_ON and bool(MAE_PRETRAIN) and bool(MAE_FINETUNE) and bool(MAE_TEST)
+)
 MAE_INPUT_KEYS = ("preset", "model", "size", "downsample", "n_frames", "seed")
 MAE_HEADS = ("phenotypes", "segmentation", "resnet")
-MAE_TABLES = [f"{RESULTS}/tables/mae_{name}.md" for name in ("phenotypes", "segmentation", "robustness")] \
-    if MAE_ON else []
+MAE_TABLES = (
+    [f"{RESULTS}/tables/mae_{name}.md" for name in ("phenotypes", "segmentation", "robustness")]
+    if MAE_ON
+    else []
+)
 
 
 def mae_model(kind):
@@ -314,9 +465,15 @@ def evaluation_manifests():
     out = {f"eval_{m}": manifests(f"eval-{m}", EVAL_SUBJECTS) for m in RECON_METHODS}
     out["reference"] = manifests("reference", EVAL_SUBJECTS)
     out["directseg"] = manifests("directseg", SEG_EVAL_SUBJECTS)
-    out["latent_rows"] = [m for method in GENERATIVE_METHODS for m in manifests(f"slices-{method}", SEG_EVAL_SUBJECTS)]
-    out["wplus_segnet"] = manifests("segrows-wplus_segnet", SEG_EVAL_SUBJECTS) if LATENT_METHODS else []
-    out["heldout"] = [m for method in HELDOUT_METHODS for m in manifests(f"heldout-{method}", SEG_EVAL_SUBJECTS)]
+    out["latent_rows"] = [
+        m for method in GENERATIVE_METHODS for m in manifests(f"slices-{method}", SEG_EVAL_SUBJECTS)
+    ]
+    out["wplus_segnet"] = (
+        manifests("segrows-wplus_segnet", SEG_EVAL_SUBJECTS) if LATENT_METHODS else []
+    )
+    out["heldout"] = [
+        m for method in HELDOUT_METHODS for m in manifests(f"heldout-{method}", SEG_EVAL_SUBJECTS)
+    ]
     return out
 
 
@@ -327,18 +484,30 @@ def shard_evaluations(shard):
     (DirectSeg is left out: it waits for the segmentation network, and on SLURM it runs in
     the GPU job's group; the cohort status table covers it.)
     """
-    stages = [f"eval-{m}" for m in RECON_METHODS] + ["reference"] + (["heldout-linear"] if HELDOUT_METHODS else [])
+    stages = (
+        [f"eval-{m}" for m in RECON_METHODS]
+        + ["reference"]
+        + (["heldout-linear"] if HELDOUT_METHODS else [])
+    )
     return [manifest(stage, shard) for stage in stages]
 
 
 # ---- cohort outputs: every subject, labelled or not, from the predicted segmentation --------
-COHORT_PHENOTYPES = {"recon_methods": BASELINE_METHODS, "qc": {}, **config.get("cohort_phenotypes", {})}
+COHORT_PHENOTYPES = {
+    "recon_methods": BASELINE_METHODS,
+    "qc": {},
+    **config.get("cohort_phenotypes", {}),
+}
 COHORT_RECON_METHODS = list(COHORT_PHENOTYPES["recon_methods"]) if SEG_ON else []
 COHORT_GENERATIVE = GENERATIVE_METHODS if SEG_ON else []  # reconstructed for every subject
 GENERATIVE_PATTERN = "|".join(COHORT_GENERATIVE) or "NONE"
 COHORT_TABLES = (
     [f"{RESULTS}/tables/cohort_phenotypes.{ext}" for ext in ("parquet", "csv")]
-    + ([f"{RESULTS}/tables/cohort_agreement.{ext}" for ext in ("parquet", "csv", "md")] if HAS_TRUTH else [])
+    + (
+        [f"{RESULTS}/tables/cohort_agreement.{ext}" for ext in ("parquet", "csv", "md")]
+        if HAS_TRUTH
+        else []
+    )
     if SEG_ON
     else []
 )

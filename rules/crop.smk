@@ -10,6 +10,8 @@ rule crop:
         f"{RESULTS}/logs/crop/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/crop/{{shard}}.tsv"
+    conda:
+        "../envs/cpu.yaml"
     threads: CPU_STAGE_THREADS
     resources:
         mem_mb=2000,
@@ -18,8 +20,6 @@ rule crop:
         shard=shard_job(),
         sax_size=config["crop"]["sax_size"],
         lax_size=config["crop"]["lax_size"],
-    conda:
-        "../envs/cpu.yaml"
     script:
         "../workflow_scripts/crop.py"
 
@@ -33,10 +33,10 @@ rule centring_table:
         f"{RESULTS}/logs/centring_table.log",
     benchmark:
         f"{RESULTS}/benchmarks/centring_table.tsv"
+    conda:
+        "../envs/cpu.yaml"
     threads: TABLE_THREADS
     params:
         labelled=LABELLED,
-    conda:
-        "../envs/cpu.yaml"
     script:
         "../workflow_scripts/centring_table.py"

@@ -15,6 +15,8 @@ rule train_stylegan2:
         f"{RESULTS}/logs/train_stylegan2.log",
     benchmark:
         f"{RESULTS}/benchmarks/train_stylegan2.tsv"
+    conda:
+        "../envs/gpu.yaml"
     threads: GPU_THREADS
     resources:
         gpu=1,
@@ -23,8 +25,6 @@ rule train_stylegan2:
     params:
         subjects=DEEPRECON_PRETRAIN,
         settings=settings_for(DEEPRECON, GAN_TRAINING_KEYS),
-    conda:
-        "../envs/gpu.yaml"
     script:
         "../workflow_scripts/train_stylegan2.py"
 
@@ -41,6 +41,8 @@ rule train_encoder:
         f"{RESULTS}/logs/train_encoder.log",
     benchmark:
         f"{RESULTS}/benchmarks/train_encoder.tsv"
+    conda:
+        "../envs/gpu.yaml"
     threads: GPU_THREADS
     resources:
         gpu=1,
@@ -49,8 +51,6 @@ rule train_encoder:
     params:
         subjects=DEEPRECON_PRETRAIN,
         settings=settings_for(DEEPRECON, ENCODER_TRAINING_KEYS),
-    conda:
-        "../envs/gpu.yaml"
     script:
         "../workflow_scripts/train_encoder.py"
 
@@ -68,6 +68,8 @@ rule invert:
         f"{RESULTS}/logs/invert/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/invert/{{shard}}.tsv"
+    conda:
+        "../envs/gpu.yaml"
     threads: GPU_THREADS
     resources:
         gpu=1,
@@ -77,8 +79,6 @@ rule invert:
         shard=shard_job(INVERT_SUBJECTS),
         inversion=DEEPRECON["inversion"],
         variants=DEEPRECON_VARIANTS,
-    conda:
-        "../envs/gpu.yaml"
     script:
         "../workflow_scripts/invert.py"
 
@@ -90,12 +90,14 @@ rule train_seg_latent:
     output:
         model=f"{RESULTS}/models/{{method}}/seg.pt",
         history=f"{RESULTS}/models/{{method}}/history.tsv",
-    wildcard_constraints:
-        method=LATENT_PATTERN,
     log:
         f"{RESULTS}/logs/train_seg_latent/{{method}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train_seg_latent/{{method}}.tsv"
+    wildcard_constraints:
+        method=LATENT_PATTERN,
+    conda:
+        "../envs/gpu.yaml"
     threads: GPU_THREADS
     resources:
         gpu=1,
@@ -105,8 +107,6 @@ rule train_seg_latent:
         train=SEG_TRAIN,
         val=SEG_VAL,
         settings=settings_for({**SEG, "epochs": DEEPRECON["seg_epochs"]}, SEG_TRAINING_KEYS),
-    conda:
-        "../envs/gpu.yaml"
     script:
         "../workflow_scripts/train_seg_latent.py"
 
@@ -126,6 +126,8 @@ rule recon_latent:
         f"{RESULTS}/logs/recon_latent/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/recon_latent/{{shard}}.tsv"
+    conda:
+        "../envs/gpu.yaml"
     threads: GPU_THREADS
     resources:
         gpu=1,
@@ -136,8 +138,6 @@ rule recon_latent:
         slices_shard=shard_job(SEG_EVAL_SUBJECTS),
         methods=LATENT_METHODS,
         target_spacing_mm=RECON["target_spacing_mm"],
-    conda:
-        "../envs/gpu.yaml"
     script:
         "../workflow_scripts/recon_latent.py"
 
@@ -154,6 +154,8 @@ rule train_wplus_segnet:
         f"{RESULTS}/logs/train_wplus_segnet.log",
     benchmark:
         f"{RESULTS}/benchmarks/train_wplus_segnet.tsv"
+    conda:
+        "../envs/gpu.yaml"
     threads: GPU_THREADS
     resources:
         gpu=1,
@@ -164,8 +166,6 @@ rule train_wplus_segnet:
         val=SEG_VAL,
         variant=LATENT_METHODS[-1] if LATENT_METHODS else None,
         settings=settings_for({**SEG, "epochs": DEEPRECON["seg_epochs"]}, SEG_TRAINING_KEYS),
-    conda:
-        "../envs/gpu.yaml"
     script:
         "../workflow_scripts/train_wplus_segnet.py"
 
@@ -180,6 +180,8 @@ rule wplus_segnet_rows:
         f"{RESULTS}/logs/wplus_segnet_rows/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/wplus_segnet_rows/{{shard}}.tsv"
+    conda:
+        "../envs/gpu.yaml"
     threads: GPU_THREADS
     resources:
         gpu=1,
@@ -188,7 +190,5 @@ rule wplus_segnet_rows:
     params:
         shard=shard_job(SEG_EVAL_SUBJECTS),
         variant=LATENT_METHODS[-1] if LATENT_METHODS else None,
-    conda:
-        "../envs/gpu.yaml"
     script:
         "../workflow_scripts/wplus_segnet_rows.py"

@@ -14,12 +14,14 @@ rule train_diffusion:
         model=f"{RESULTS}/models/{{method}}/{DMCVR['preset']}/model.pt",
         history=f"{RESULTS}/models/{{method}}/{DMCVR['preset']}/history.tsv",
         samples=f"{RESULTS}/models/{{method}}/{DMCVR['preset']}/round_trip.png",
-    wildcard_constraints:
-        method=DIFFUSION_PATTERN,
     log:
         f"{RESULTS}/logs/train_diffusion/{{method}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train_diffusion/{{method}}.tsv"
+    wildcard_constraints:
+        method=DIFFUSION_PATTERN,
+    conda:
+        "../envs/gpu.yaml"
     threads: GPU_THREADS
     resources:
         gpu=1,
@@ -28,8 +30,6 @@ rule train_diffusion:
     params:
         subjects=DMCVR_PRETRAIN,
         settings=settings_for(DMCVR, DIFFUSION_TRAINING_KEYS),
-    conda:
-        "../envs/gpu.yaml"
     script:
         "../workflow_scripts/train_diffusion.py"
 
@@ -47,12 +47,14 @@ rule recon_diffusion:
         recon=manifest("recon-{method}"),
         slices=manifest("slices-{method}"),
         heldout=manifest("heldout-{method}"),
-    wildcard_constraints:
-        method=DIFFUSION_PATTERN,
     log:
         f"{RESULTS}/logs/recon_diffusion/{{method}}/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/recon_diffusion/{{method}}/{{shard}}.tsv"
+    wildcard_constraints:
+        method=DIFFUSION_PATTERN,
+    conda:
+        "../envs/gpu.yaml"
     threads: GPU_THREADS
     resources:
         gpu=1,
@@ -63,8 +65,6 @@ rule recon_diffusion:
         slices_shard=shard_job(SEG_EVAL_SUBJECTS),
         settings=DMCVR,
         target_spacing_mm=RECON["target_spacing_mm"],
-    conda:
-        "../envs/gpu.yaml"
     script:
         "../workflow_scripts/recon_diffusion.py"
 
@@ -79,13 +79,13 @@ rule heldout_linear:
         f"{RESULTS}/logs/heldout_linear/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/heldout_linear/{{shard}}.tsv"
+    conda:
+        "../envs/cpu.yaml"
     threads: CPU_STAGE_THREADS
     resources:
         mem_mb=2000,
         runtime=shard_runtime(2),
     params:
         shard=shard_job(SEG_EVAL_SUBJECTS),
-    conda:
-        "../envs/cpu.yaml"
     script:
         "../workflow_scripts/heldout_linear.py"

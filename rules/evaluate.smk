@@ -9,12 +9,14 @@ rule evaluate:
         truth=[manifest("synth")] if HAS_TRUTH else [],  # the synthetic truth volumes
     output:
         manifest("eval-{method}"),
-    wildcard_constraints:
-        method=RECON_PATTERN,
     log:
         f"{RESULTS}/logs/evaluate/{{method}}/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/evaluate/{{method}}/{{shard}}.tsv"
+    wildcard_constraints:
+        method=RECON_PATTERN,
+    conda:
+        "../envs/cpu.yaml"
     threads: CPU_STAGE_THREADS
     resources:
         mem_mb=3000,
@@ -22,8 +24,6 @@ rule evaluate:
     params:
         shard=shard_job(EVAL_SUBJECTS),
         truth=HAS_TRUTH,
-    conda:
-        "../envs/cpu.yaml"
     script:
         "../workflow_scripts/evaluate.py"
 
@@ -38,6 +38,8 @@ rule reference_phenotypes:
         f"{RESULTS}/logs/reference_phenotypes/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/reference_phenotypes/{{shard}}.tsv"
+    conda:
+        "../envs/cpu.yaml"
     threads: CPU_STAGE_THREADS
     resources:
         mem_mb=1000,
@@ -45,8 +47,6 @@ rule reference_phenotypes:
     params:
         shard=shard_job(EVAL_SUBJECTS),
         truth=HAS_TRUTH,
-    conda:
-        "../envs/cpu.yaml"
     script:
         "../workflow_scripts/reference_phenotypes.py"
 
@@ -63,10 +63,10 @@ rule shard_evaluated:
         f"{RESULTS}/logs/shard_evaluated/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/shard_evaluated/{{shard}}.tsv"
+    conda:
+        "../envs/cpu.yaml"
     threads: TABLE_THREADS
     params:
         shard=shard_job(EVAL_SUBJECTS),
-    conda:
-        "../envs/cpu.yaml"
     script:
         "../workflow_scripts/shard_evaluated.py"

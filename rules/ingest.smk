@@ -13,6 +13,8 @@ if FROM_DICOM:
             f"{RESULTS}/logs/ingest/{{shard}}.log",
         benchmark:
             f"{RESULTS}/benchmarks/ingest/{{shard}}.tsv"
+        conda:
+            "../envs/cpu.yaml"
         threads: CPU_STAGE_THREADS
         resources:
             mem_mb=3000,
@@ -22,8 +24,6 @@ if FROM_DICOM:
             zips=lambda wc: {s: dicom_zips(s) for s in SHARDS[wc.shard]},
             label_folders=lambda wc: {s: raw_folder(s) for s in SHARDS[wc.shard]},
             raw_fingerprint=raw_fingerprint,
-        conda:
-            "../envs/cpu.yaml"
         script:
             "../workflow_scripts/ingest_dicom.py"
 
@@ -38,6 +38,8 @@ else:
             f"{RESULTS}/logs/ingest/{{shard}}.log",
         benchmark:
             f"{RESULTS}/benchmarks/ingest/{{shard}}.tsv"
+        conda:
+            "../envs/cpu.yaml"
         threads: CPU_STAGE_THREADS
         resources:
             mem_mb=2000,
@@ -46,7 +48,5 @@ else:
             shard=shard_job(),
             sources=lambda wc: {s: raw_folder(s) for s in SHARDS[wc.shard]},
             raw_fingerprint=raw_fingerprint,
-        conda:
-            "../envs/cpu.yaml"
         script:
             "../workflow_scripts/ingest.py"

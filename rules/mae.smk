@@ -16,6 +16,8 @@ rule mae_inputs:
         f"{RESULTS}/logs/mae_inputs/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/mae_inputs/{{shard}}.tsv"
+    conda:
+        "../envs/cpu.yaml"
     threads: CPU_STAGE_THREADS
     resources:
         mem_mb=2000,
@@ -24,8 +26,6 @@ rule mae_inputs:
         shard=shard_job(MAE_SUBJECTS),
         settings=settings_for(MAE, ("size", "downsample", "n_frames")),
         truth=HAS_TRUTH,
-    conda:
-        "../envs/cpu.yaml"
     script:
         "../workflow_scripts/mae_inputs.py"
 
@@ -40,6 +40,8 @@ rule train_mae:
         f"{RESULTS}/logs/train_mae/pretrained.log",
     benchmark:
         f"{RESULTS}/benchmarks/train_mae/pretrained.tsv"
+    conda:
+        "../envs/gpu.yaml"
     threads: GPU_THREADS
     resources:
         gpu=1,
@@ -48,8 +50,6 @@ rule train_mae:
     params:
         subjects=MAE_PRETRAIN,
         settings=settings_for(MAE, MAE_INPUT_KEYS + ("pretrain",)),
-    conda:
-        "../envs/gpu.yaml"
     script:
         "../workflow_scripts/train_mae.py"
 
@@ -62,12 +62,14 @@ rule finetune_mae:
     output:
         model=f"{RESULTS}/models/mae_{{head}}/{MAE['preset']}/model.pt",
         history=f"{RESULTS}/models/mae_{{head}}/{MAE['preset']}/history.tsv",
-    wildcard_constraints:
-        head="|".join(MAE_HEADS),
     log:
         f"{RESULTS}/logs/train_mae/{{head}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train_mae/{{head}}.tsv"
+    wildcard_constraints:
+        head="|".join(MAE_HEADS),
+    conda:
+        "../envs/gpu.yaml"
     threads: GPU_THREADS
     resources:
         gpu=1,
@@ -76,10 +78,14 @@ rule finetune_mae:
     params:
         subjects=MAE_FINETUNE,
         # (the ResNet reads neither the MAE's preset nor its model overrides)
-        settings=lambda w: settings_for(MAE, ("size", "downsample", "n_frames", "seed", "resnet")
-                                        if w.head == "resnet" else MAE_INPUT_KEYS + (w.head,)),
-    conda:
-        "../envs/gpu.yaml"
+        settings=lambda w: settings_for(
+            MAE,
+            (
+                ("size", "downsample", "n_frames", "seed", "resnet")
+                if w.head == "resnet"
+                else MAE_INPUT_KEYS + (w.head,)
+            ),
+        ),
     script:
         "../workflow_scripts/finetune_mae.py"
 
@@ -94,6 +100,8 @@ rule mae_evaluate:
         f"{RESULTS}/logs/mae_evaluate/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/mae_evaluate/{{shard}}.tsv"
+    conda:
+        "../envs/gpu.yaml"
     threads: GPU_THREADS
     resources:
         gpu=1,
@@ -102,8 +110,6 @@ rule mae_evaluate:
     params:
         shard=shard_job(MAE_TEST),
         settings=settings_for(MAE, ("seed", "robustness")),
-    conda:
-        "../envs/gpu.yaml"
     script:
         "../workflow_scripts/mae_evaluate.py"
 
@@ -119,8 +125,8 @@ rule mae_tables:
         f"{RESULTS}/logs/mae_tables.log",
     benchmark:
         f"{RESULTS}/benchmarks/mae_tables.tsv"
-    threads: TABLE_THREADS
     conda:
         "../envs/cpu.yaml"
+    threads: TABLE_THREADS
     script:
         "../workflow_scripts/mae_tables.py"

@@ -6,6 +6,7 @@
 # config: deeprecon.motion.{source, target, frame_stride, strength}; the default pair is
 # the first two test subjects. Any other pair: ask for results/motion/{source}_to_{target}/curves.tsv.
 
+
 rule motion_adaptation:
     input:
         aligned=motion_aligned,
@@ -19,14 +20,16 @@ rule motion_adaptation:
         curves=f"{MOTION_DIR}/curves.tsv",
         record=f"{MOTION_DIR}/adaptation.json",
         figure=f"{MOTION_DIR}/motion_adaptation.png",
-    wildcard_constraints:
-        # a subject ID (SUBJECT_PATTERN) that does not contain the separator "_to_"
-        source=r"(?:(?!_to_)[A-Za-z0-9_-])+",
-        target=r"(?:(?!_to_)[A-Za-z0-9_-])+",
     log:
         f"{RESULTS}/logs/motion_adaptation/{{source}}_to_{{target}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/motion_adaptation/{{source}}_to_{{target}}.tsv"
+    wildcard_constraints:
+        # a subject ID (SUBJECT_PATTERN) that does not contain the separator "_to_"
+        source=r"(?:(?!_to_)[A-Za-z0-9_-])+",
+        target=r"(?:(?!_to_)[A-Za-z0-9_-])+",
+    conda:
+        "../envs/gpu.yaml"
     threads: GPU_THREADS
     resources:
         gpu=1,
@@ -37,7 +40,5 @@ rule motion_adaptation:
         inversion={**DEEPRECON["inversion"], "steps": [max(INVERSION_STEPS)]},
         frame_stride=MOTION["frame_stride"],
         strength=MOTION["strength"],
-    conda:
-        "../envs/gpu.yaml"
     script:
         "../workflow_scripts/motion_adaptation.py"

@@ -6,12 +6,14 @@ rule recon_baseline:
         manifest("align"),
     output:
         manifest("recon-{method}"),
-    wildcard_constraints:
-        method="|".join(BASELINE_METHODS) or "NONE",
     log:
         f"{RESULTS}/logs/recon_baseline/{{method}}/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/recon_baseline/{{method}}/{{shard}}.tsv"
+    wildcard_constraints:
+        method="|".join(BASELINE_METHODS) or "NONE",
+    conda:
+        "../envs/cpu.yaml"
     threads: CPU_STAGE_THREADS
     resources:
         mem_mb=2000,
@@ -19,7 +21,5 @@ rule recon_baseline:
     params:
         shard=shard_job(EVAL_SUBJECTS),
         target_spacing_mm=RECON["target_spacing_mm"],
-    conda:
-        "../envs/cpu.yaml"
     script:
         "../workflow_scripts/recon_baseline.py"

@@ -10,12 +10,14 @@ rule train_seg:
         model=f"{RESULTS}/models/seg/{{seg_model}}/model.pt",
         history=f"{RESULTS}/models/seg/{{seg_model}}/history.tsv",
         curve=f"{RESULTS}/models/seg/{{seg_model}}/loss_curve.png",
-    wildcard_constraints:
-        seg_model="tiny|paper",
     log:
         f"{RESULTS}/logs/train_seg/{{seg_model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train_seg/{{seg_model}}.tsv"
+    wildcard_constraints:
+        seg_model="tiny|paper",
+    conda:
+        "../envs/gpu.yaml"
     threads: GPU_THREADS
     resources:
         gpu=1,
@@ -25,8 +27,6 @@ rule train_seg:
         settings=settings_for(SEG, SEG_TRAINING_KEYS),
         train=SEG_TRAIN,
         val=SEG_VAL,
-    conda:
-        "../envs/gpu.yaml"
     script:
         "../workflow_scripts/train_seg.py"
 
@@ -41,6 +41,8 @@ rule seg:
         f"{RESULTS}/logs/seg/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/seg/{{shard}}.tsv"
+    conda:
+        "../envs/gpu.yaml"
     threads: GPU_THREADS
     resources:
         gpu=1,
@@ -50,8 +52,6 @@ rule seg:
         shard=shard_job(),
         frames=SEG["predict_frames"],
         batch_size=SEG["batch_size"] * 4,
-    conda:
-        "../envs/gpu.yaml"
     script:
         "../workflow_scripts/seg.py"
 
@@ -66,10 +66,10 @@ rule eval_directseg:
         f"{RESULTS}/logs/eval_directseg/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/eval_directseg/{{shard}}.tsv"
+    conda:
+        "../envs/cpu.yaml"
     threads: CPU_STAGE_THREADS
     params:
         shard=shard_job(SEG_EVAL_SUBJECTS),
-    conda:
-        "../envs/cpu.yaml"
     script:
         "../workflow_scripts/eval_directseg.py"

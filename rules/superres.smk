@@ -11,12 +11,14 @@ rule train_gemini:
     output:
         model=f"{RESULTS}/models/{{method}}/{GEMINI['preset']}/model.pt",
         history=f"{RESULTS}/models/{{method}}/{GEMINI['preset']}/history.tsv",
-    wildcard_constraints:
-        method="|".join(GEMINI_METHODS) or "NONE",
     log:
         f"{RESULTS}/logs/train_gemini/{{method}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train_gemini/{{method}}.tsv"
+    wildcard_constraints:
+        method="|".join(GEMINI_METHODS) or "NONE",
+    conda:
+        "../envs/gpu.yaml"
     threads: GPU_THREADS
     resources:
         gpu=1,
@@ -25,8 +27,6 @@ rule train_gemini:
     params:
         subjects=GEMINI_TRAIN,
         settings=settings_for(GEMINI, GEMINI_TRAINING_KEYS),
-    conda:
-        "../envs/gpu.yaml"
     script:
         "../workflow_scripts/train_gemini.py"
 
@@ -44,6 +44,8 @@ rule train_vama:
         f"{RESULTS}/logs/train_vama.log",
     benchmark:
         f"{RESULTS}/benchmarks/train_vama.tsv"
+    conda:
+        "../envs/gpu.yaml"
     threads: GPU_THREADS
     resources:
         gpu=1,
@@ -54,8 +56,6 @@ rule train_vama:
         sources=VAMA_SOURCE,
         labelled=[s for s in GEMINI_TRAIN + VAMA_SOURCE if s in LABELLED_SET],
         settings=VAMA,
-    conda:
-        "../envs/gpu.yaml"
     script:
         "../workflow_scripts/train_vama.py"
 
@@ -76,6 +76,8 @@ rule recon_gemini:
         f"{RESULTS}/logs/recon_gemini/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/recon_gemini/{{shard}}.tsv"
+    conda:
+        "../envs/gpu.yaml"
     threads: GPU_THREADS
     resources:
         gpu=1,
@@ -86,8 +88,6 @@ rule recon_gemini:
         scored_shard=shard_job(SR_SUBJECTS),
         methods=GEMINI_METHODS,
         settings=settings_for(GEMINI, ("in_slices", "xy_factor", "slice_mm")),
-    conda:
-        "../envs/gpu.yaml"
     script:
         "../workflow_scripts/recon_gemini.py"
 
@@ -106,6 +106,8 @@ rule adapt_gemini:
         f"{RESULTS}/logs/adapt_gemini/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/adapt_gemini/{{shard}}.tsv"
+    conda:
+        "../envs/gpu.yaml"
     threads: GPU_THREADS
     resources:
         gpu=1,
@@ -114,8 +116,6 @@ rule adapt_gemini:
     params:
         shard=shard_job(DA_SUBJECTS),
         settings=settings_for(GEMINI, ("in_slices", "xy_factor", "slice_mm")),
-    conda:
-        "../envs/gpu.yaml"
     script:
         "../workflow_scripts/adapt_gemini.py"
 
@@ -124,14 +124,14 @@ rule superres_tables:
     input:
         manifests("superres", SR_SUBJECTS) + manifests("superres-source", DA_SUBJECTS),
     output:
-        super_resolution=f"{RESULTS}/tables/super_resolution.md",
         **({"domain_adaptation": f"{RESULTS}/tables/domain_adaptation.md"} if DA_SUBJECTS else {}),
+        super_resolution=f"{RESULTS}/tables/super_resolution.md",
     log:
         f"{RESULTS}/logs/superres_tables.log",
     benchmark:
         f"{RESULTS}/benchmarks/superres_tables.tsv"
-    threads: TABLE_THREADS
     conda:
         "../envs/cpu.yaml"
+    threads: TABLE_THREADS
     script:
         "../workflow_scripts/superres_tables.py"

@@ -10,11 +10,11 @@ rule synth_sheet:
         f"{RESULTS}/logs/synth_sheet.log",
     benchmark:
         f"{RESULTS}/benchmarks/synth_sheet.tsv"
+    conda:
+        "../envs/cpu.yaml"
     threads: TABLE_THREADS
     params:
         sheet=SHEET,
-    conda:
-        "../envs/cpu.yaml"
     script:
         "../workflow_scripts/synth_sheet.py"
 
@@ -26,6 +26,8 @@ rule synth:
         f"{RESULTS}/logs/synth/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/synth/{{shard}}.tsv"
+    conda:
+        "../envs/cpu.yaml"
     threads: CPU_STAGE_THREADS
     resources:
         mem_mb=3000,
@@ -38,7 +40,5 @@ rule synth:
         acquisition=lambda wc: {s: acquisition_of(s) for s in SHARDS[wc.shard]},
         dicom=SYNTH.get("dicom"),
         label_frames=SYNTH.get("labels", {}).get("frames", "ed_es"),
-    conda:
-        "../envs/cpu.yaml"
     script:
         "../workflow_scripts/synth.py"

@@ -1,12 +1,20 @@
 # Cohort level: the papers' tables and figures from the per-subject evaluation rows, and
 # the status of every subject (which stage failed it, and why).
 
-REPORT = report_names(HAS_TRUTH, bool(SEG_EVAL_SUBJECTS), bool(GENERATIVE_METHODS and SEG_EVAL_SUBJECTS))
+REPORT = report_names(
+    HAS_TRUTH, bool(SEG_EVAL_SUBJECTS), bool(GENERATIVE_METHODS and SEG_EVAL_SUBJECTS)
+)
 # drawn against LAX labels with LV/RV where there are such subjects (not against atria-only ones)
-OVERLAY_SUBJECTS = (LV_ON_LAX + [s for s in EVAL_SUBJECTS if s not in LV_ON_LAX])[: EVALUATION["overlay_subjects"]]
+OVERLAY_SUBJECTS = (LV_ON_LAX + [s for s in EVAL_SUBJECTS if s not in LV_ON_LAX])[
+    : EVALUATION["overlay_subjects"]
+]
 STATUS_STAGES = (["synth"] if COHORT["kind"] == "synthetic" else []) + ["ingest", "crop", "align"]
 STATUS_STAGES += ["seg"] if SEG_ON else []
-STATUS_STAGES += (["cohort-seg"] + [f"cohort-recon-{m}" for m in COHORT_RECON_METHODS + COHORT_GENERATIVE]) if SEG_ON else []
+STATUS_STAGES += (
+    (["cohort-seg"] + [f"cohort-recon-{m}" for m in COHORT_RECON_METHODS + COHORT_GENERATIVE])
+    if SEG_ON
+    else []
+)
 
 
 rule report:
@@ -23,14 +31,18 @@ rule report:
         f"{RESULTS}/logs/report.log",
     benchmark:
         f"{RESULTS}/benchmarks/report.tsv"
+    conda:
+        "../envs/cpu.yaml"
     threads: TABLE_THREADS
     params:
         methods=RECON_METHODS,
         truth=HAS_TRUTH,
-        method_order=BASELINE_METHODS + ["directseg", "wplus_segnet"] + GENERATIVE_METHODS + GEMINI_RECON + ["labels"],
+        method_order=BASELINE_METHODS
+        + ["directseg", "wplus_segnet"]
+        + GENERATIVE_METHODS
+        + GEMINI_RECON
+        + ["labels"],
         splits=SHEET.loc[EVAL_SUBJECTS, "split"].to_dict(),  # the `split` column of the tables
-    conda:
-        "../envs/cpu.yaml"
     script:
         "../workflow_scripts/report.py"
 
@@ -46,11 +58,11 @@ rule subject_status:
         f"{RESULTS}/logs/subject_status.log",
     benchmark:
         f"{RESULTS}/benchmarks/subject_status.tsv"
+    conda:
+        "../envs/cpu.yaml"
     threads: TABLE_THREADS
     params:
         subjects=SUBJECTS,
-    conda:
-        "../envs/cpu.yaml"
     script:
         "../workflow_scripts/subject_status.py"
 
@@ -61,17 +73,17 @@ rule lax_overlay:
         crop=manifests("crop", OVERLAY_SUBJECTS),
     output:
         f"{RESULTS}/figures/lax_overlay_{{method}}.png",
-    wildcard_constraints:
-        method=RECON_PATTERN,
     log:
         f"{RESULTS}/logs/lax_overlay/{{method}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/lax_overlay/{{method}}.tsv"
+    wildcard_constraints:
+        method=RECON_PATTERN,
+    conda:
+        "../envs/cpu.yaml"
     threads: TABLE_THREADS
     params:
         subjects=OVERLAY_SUBJECTS,
         views=LAX_VIEWS,
-    conda:
-        "../envs/cpu.yaml"
     script:
         "../workflow_scripts/lax_overlay.py"

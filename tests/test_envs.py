@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from cinerecon.workflow import job_pythonpath
+from cinerecon.workflow import job_pythonpath, put_checkout_on_pythonpath
 
 REPO = Path(__file__).resolve().parents[1]
 # pip name -> conda-forge name, where they differ
@@ -70,5 +70,9 @@ def test_a_bare_python_imports_cinerecon_from_the_jobs_pythonpath(tmp_path):
 
 
 def test_the_snakefile_puts_the_checkout_on_every_jobs_pythonpath():
-    assert re.search(r'^os\.environ\["PYTHONPATH"\] = job_pythonpath\(workflow\.basedir, ',
-                     (REPO / "Snakefile").read_text(), re.M)
+    assert re.search(r"^put_checkout_on_pythonpath\(workflow\.basedir\)$", (REPO / "Snakefile").read_text(), re.M)
+
+
+def test_put_checkout_on_pythonpath_keeps_what_was_there(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    assert put_checkout_on_pythonpath(REPO) == f"{REPO}:/elsewhere"
