@@ -52,14 +52,97 @@ def lax_rows(rng):
 
 def test_bland_altman(tmp_path, phenotype_rows):
     path = tmp_path / "ba.png"
-    bland_altman(phenotype_rows, "truth", None, path)
-    # nine phenotypes on a 3 x 3 grid of 3.6 x 3.0 inch panels at 120 dpi
-    assert read_png(path).shape == (1080, 1296, 4)
-    bland_altman(phenotype_rows, "truth", ["LVEDV", "LVEF"], tmp_path / "two.png")
-    assert read_png(tmp_path / "two.png").shape == (360, 864, 4)
+    summary = bland_altman(phenotype_rows, "truth", None, path)
+    # nine phenotype rows x three method columns (labels, nn, sdf: all baselines)
+    assert list(summary) == [(p, m) for p in PHENOTYPE_COLUMNS for m in ("labels", "nn", "sdf")]
+    assert summary[("LVEF", "sdf")]["n"] == 11  # the NaN drops that pair only
+    image = read_png(path)
+    assert image.shape[0] > image.shape[1]  # tall: nine rows of three panels
+    two = bland_altman(phenotype_rows, "truth", ["LVEDV", "LVEF"], tmp_path / "two.png", methods=["sdf", "nn"])
+    assert list(two) == [("LVEDV", "sdf"), ("LVEDV", "nn"), ("LVEF", "sdf"), ("LVEF", "nn")]
+    assert read_png(tmp_path / "two.png").shape[1] < image.shape[1] * 1.01
     with pytest.raises(ValueError, match="reference"):
         bland_altman(phenotype_rows, "gt", ["LVEDV"], tmp_path / "bad.png")
     assert not (tmp_path / "bad.png").exists()
+
+
+def known_rows():
+    """Differences known exactly: nn +2 mL (LoA +2 -+ 1.96), dmcvr +200 mL; rows in a mixed method order."""
+    truth = np.array([60.0, 90.0, 120.0, 150.0, 180.0, 210.0])
+    wiggle = np.array([-1.0, 1.0, -1.0, 1.0, -1.0, 1.0])  # mean 0, sd 1.095
+    frames = [("dmcvr", 200.0), ("mystery_net", 10.0), ("directseg", 5.0), ("nn", 2.0), ("truth", 0.0),
+              ("labels", -1.0), ("gemini_gan", 50.0)]
+    rows = []
+    for method, bias in frames:
+        values = truth if method == "truth" else truth + bias + wiggle * max(1.0, bias / 20)
+        for i, (v, ef) in enumerate(zip(values, truth / 4)):
+            rows.append(dict(subject=f"S{i}", method=method, LVEDV=v, LVEF=ef + (0 if method == "truth" else 1.0)))
+    rows = pd.DataFrame(rows)
+    rows.loc[(rows["method"] == "directseg") & (rows["subject"] == "S0"), "LVEDV"] = np.nan  # one missing value
+    rows.loc[rows["method"] == "gemini_gan", "LVEF"] = np.nan  # no pair at all: a "no data" panel
+    rows = rows[(rows["method"] != "labels") | (rows["subject"] == "S3")]  # a single subject: no limits
+    return rows
+
+
+def test_bland_altman_small_multiples(tmp_path):
+    from cinerecon.tables.cohort import agreement_stats, paired_phenotypes, phenotype_agreement
+
+    rows = known_rows()
+    path = tmp_path / "ba.png"
+    summary = bland_altman(rows, "truth", ["LVEDV", "LVEF"], path)
+    read_png(path)
+    columns = ["nn", "labels", "directseg", "dmcvr", "gemini_gan", "mystery_net"]
+    # a panel per (phenotype, method); columns baselines, segmentation, generative, other
+    assert list(summary) == [(p, m) for p in ("LVEDV", "LVEF") for m in columns]
+    assert [summary[("LVEDV", m)]["family"] for m in columns] == \
+        ["baselines", "baselines", "segmentation", "generative", "generative", "other"]
+    assert [summary[("LVEF", m)]["column"] for m in columns] == list(range(len(columns)))
+
+    nn, dmcvr = summary[("LVEDV", "nn")], summary[("LVEDV", "dmcvr")]
+    assert nn["bias"] == pytest.approx(2.0) and dmcvr["bias"] == pytest.approx(200.0)
+    # the baselines' y-range is theirs (about -4 .. +5 mL), not stretched to the generative +200 mL
+    assert -6 < nn["ylim"][0] < 0 < 4 < nn["ylim"][1] < 8
+    assert summary[("LVEDV", "labels")]["ylim"] == nn["ylim"]  # shared within a family and row
+    assert dmcvr["ylim"][1] > 200 and summary[("LVEDV", "gemini_gan")]["ylim"] == dmcvr["ylim"]
+    assert summary[("LVEF", "nn")]["ylim"] != nn["ylim"]  # each phenotype row has its own scale
+
+    # the printed numbers are the agreement table's
+    table = phenotype_agreement(rows, "truth", ["LVEDV", "LVEF"]).set_index(["phenotype", "method"])
+    for (p, m), entry in summary.items():
+        stats = agreement_stats(*paired_phenotypes(rows, m, "truth", p))
+        for key in ("n", "bias", "sd", "loa_low", "loa_high"):
+            np.testing.assert_equal(entry[key], stats[key])
+            np.testing.assert_equal(entry[key], table.loc[(p, m), key])
+    assert nn["label"] == "n=6  bias +2.0\nLoA -0.1 to +4.1"
+    assert dmcvr["label"].startswith("n=6  bias +200\nLoA +")
+    assert summary[("LVEDV", "directseg")]["n"] == 5  # the NaN drops one pair
+    assert summary[("LVEF", "gemini_gan")]["n"] == 0 and summary[("LVEF", "gemini_gan")]["label"] == "no data"
+    assert summary[("LVEDV", "labels")]["n"] == 1 and summary[("LVEDV", "labels")]["label"].endswith("LoA n/a")
+
+    # method order within a family follows the caller's; methods not asked for are left out
+    chosen = bland_altman(rows, "truth", ["LVEDV"], tmp_path / "some.png", methods=["dmcvr", "labels", "nn"])
+    assert [m for _, m in chosen] == ["labels", "nn", "dmcvr"]
+
+
+def test_bland_altman_many_methods_and_none(tmp_path):
+    rows = known_rows()
+    wide = pd.concat([rows] + [rows[rows["method"] == "nn"].assign(method=f"nn{i}") for i in range(24)])
+    bland_altman(wide, "truth", ["LVEDV"], tmp_path / "wide.png")
+    assert max(read_png(tmp_path / "wide.png").shape[:2]) <= 4000  # dpi drops, the PNG stays bounded
+    only = rows[rows["method"] == "truth"]
+    assert bland_altman(only, "truth", ["LVEDV"], tmp_path / "alone.png") == {}
+    assert (tmp_path / "alone.png").exists()
+
+
+def test_method_family():
+    from cinerecon.plots import METHOD_FAMILIES, method_family
+
+    assert METHOD_FAMILIES == ("baselines", "segmentation", "generative", "other")
+    assert [method_family(m) for m in ("nn", "linear", "sdf", "cpd", "labels")] == ["baselines"] * 5
+    assert [method_family(m) for m in ("directseg", "wplus_segnet", "unet_seg")] == ["segmentation"] * 3
+    assert [method_family(m) for m in ("deeprecon_10k", "deeprecon_no", "dmcvr", "diffae", "gemini_gan")] == \
+        ["generative"] * 5
+    assert method_family("brand_new") == "other"
 
 
 def test_dice_boxplot_lax_and_truth(tmp_path, lax_rows):

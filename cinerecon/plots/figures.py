@@ -51,38 +51,160 @@ def _methods(rows: pd.DataFrame, method_order=None) -> list[str]:
 
 
 # ---------------------------------------------------------------- Bland–Altman
-def bland_altman(rows: pd.DataFrame, reference: str, phenotypes, path, methods=None, ncols: int = 3) -> None:
-    """One panel per phenotype, methods in colours: mean-vs-difference scatter, bias (solid) and 95% LoA (dashed).
+METHOD_FAMILIES = ("baselines", "segmentation", "generative", "other")
+FAMILY_COLOURS = {"baselines": "tab:blue", "segmentation": "tab:green", "generative": "tab:red", "other": "tab:gray"}
+# The figure's pixel budget: panels are never drawn larger than this, dpi drops instead.
+BA_PANEL_SIZE = (2.4, 2.0)
+BA_MAX_PIXELS = 4000
 
-    One panel per phenotype (rather than per phenotype x method) keeps nine
-    phenotypes x several methods readable and puts the methods side by side.
+
+def method_family(method: str) -> str:
+    """The family a method's column sits in: baselines, segmentation, generative, or other.
+
+    "labels" (disc summation of the acquired label stack) counts as a baseline. A name
+    not listed here lands in "other", so a new method still gets its panels.
+    """
+    name = str(method).lower()
+    if name in {"labels", "nn", "linear", "sdf", "cpd"}:
+        return "baselines"
+    if name in {"seg", "directseg", "wplus_segnet", "unet_seg"}:
+        return "segmentation"
+    if name.startswith("deeprecon") or name in {"dmcvr", "diffae", "gemini_gan", "unet_image"}:
+        return "generative"
+    return "other"
+
+
+def _decimals(scale: float) -> int:
+    return 0 if scale >= 100 else 1 if scale >= 1 else 2
+
+
+def _signed(value: float, decimals: int) -> str:
+    """"+2.0", "-11.6"; a value that rounds to zero prints "+0.0", never "-0.0"."""
+    return f"{round(value, decimals) + 0.0:+.{decimals}f}"
+
+
+def agreement_label(stats: dict) -> str:
+    """The two lines a panel prints from ``agreement_stats``: n and bias, then the 95% limits
+    of agreement (decimals by the panel's magnitude: 0 from 100 on, 1 from 1 on, else 2)."""
+    if not stats["n"]:
+        return "no data"
+    values = [stats[k] for k in ("bias", "loa_low", "loa_high") if np.isfinite(stats[k])]
+    d = _decimals(max(abs(v) for v in values))
+    head = f"n={stats['n']}  bias {_signed(stats['bias'], d)}"
+    if not np.isfinite(stats["sd"]):  # one subject: no spread, no limits
+        return f"{head}\nLoA n/a"
+    return f"{head}\nLoA {_signed(stats['loa_low'], d)} to {_signed(stats['loa_high'], d)}"
+
+
+def _limits(values, pad: float = 0.08, include=()) -> tuple[float, float]:
+    """(low, high) around the finite ``values`` (and ``include``), padded; (-1, 1) when none."""
+    x = np.asarray([*np.ravel(np.asarray(values, dtype=float)), *include], dtype=float)
+    x = x[np.isfinite(x)]
+    if not x.size:
+        return -1.0, 1.0
+    lo, hi = float(x.min()), float(x.max())
+    span = hi - lo
+    if span <= 0:
+        span = max(abs(hi), 1.0) * 0.2
+    return lo - pad * span, hi + pad * span
+
+
+def bland_altman(rows: pd.DataFrame, reference: str, phenotypes, path, methods=None) -> dict:
+    """Bland–Altman small multiples: one row per phenotype, one column per method.
+
+    Columns are grouped by family (``method_family``: baselines, segmentation, generative,
+    other), each family in the caller's ``methods`` order (else first appearance). A panel
+    scatters the difference (method − reference) against their mean, with the bias (solid)
+    and the 95% limits of agreement, bias ± 1.96 SD (dashed), and prints n, bias and the
+    limits in its title: the numbers of the agreement table, from the same
+    ``paired_phenotypes`` + ``agreement_stats``. Both axes are shared by the methods of one
+    family within a phenotype row and not across families, so a generative method's error
+    of hundreds of mL does not flatten the baselines; the figure says so. A method without
+    a pair for a phenotype gets a "no data" panel.
+
+    Returns {(phenotype, method): agreement_stats' dict + family, column, label, xlim, ylim},
+    in drawing order (phenotype-major, columns left to right).
     """
     phenotypes = [p for p in PHENOTYPE_COLUMNS if p in rows.columns] if phenotypes is None else list(phenotypes)
     if reference not in set(rows["method"]):
         raise ValueError(f"reference method {reference!r} not in rows")
     methods = [m for m in _methods(rows, methods) if m != reference]
-    fig, axes = _figure(len(phenotypes), ncols)
-    for ax, p in zip(axes, phenotypes):
-        unit = PHENOTYPE_UNITS.get(p, "")
-        suffix = f" ({unit})" if unit else ""
-        ax.axhline(0.0, color="0.6", lw=0.8)
-        for i, m in enumerate(methods):
-            colour = COLOURS[i % len(COLOURS)]
-            values, ref = paired_phenotypes(rows, m, reference, p)
-            stats = agreement_stats(values, ref)
-            ax.scatter((values + ref) / 2, values - ref, s=12, color=colour, alpha=0.7, lw=0)
-            if stats["n"]:
-                ax.axhline(stats["bias"], color=colour, lw=1.2)
-            if stats["n"] > 1:
-                for limit in (stats["loa_low"], stats["loa_high"]):
-                    ax.axhline(limit, color=colour, lw=0.9, ls="--")
-        ax.set_title(p)
-        ax.set_xlabel(f"mean of method and {reference}{suffix}")
-        ax.set_ylabel(f"method − {reference}{suffix}")
-    handles = [Line2D([], [], color=COLOURS[i % len(COLOURS)], marker="o", lw=1.2, label=m) for i, m in enumerate(methods)]
-    handles += [Line2D([], [], color="k", lw=1.2, label="bias"), Line2D([], [], color="k", lw=0.9, ls="--", label="bias ± 1.96 SD")]
-    fig.legend(handles=handles, loc="outside lower center", ncols=_legend_cols(handles, len(phenotypes), ncols), frameon=False)
-    _save(fig, path)
+    families = {f: [m for m in methods if method_family(m) == f] for f in METHOD_FAMILIES}
+    families = {f: ms for f, ms in families.items() if ms}
+    columns = [m for ms in families.values() for m in ms]
+
+    # statistics and limits first: the limits are shared within (phenotype, family)
+    summary, points = {}, {}
+    for p in phenotypes:
+        for f, ms in families.items():
+            for m in ms:
+                values, ref = paired_phenotypes(rows, m, reference, p)
+                stats = agreement_stats(values, ref)
+                points[(p, m)] = ((values + ref) / 2, values - ref)
+                summary[(p, m)] = dict(stats, family=f, column=columns.index(m), label=agreement_label(stats))
+            means = [points[(p, m)][0] for m in ms]
+            lines = [summary[(p, m)][k] for m in ms for k in ("bias", "loa_low", "loa_high")]
+            ylim = _limits(np.concatenate([points[(p, m)][1] for m in ms]), include=[0.0, *lines])
+            xlim = _limits(np.concatenate(means))
+            for m in ms:
+                summary[(p, m)].update(xlim=xlim, ylim=ylim)
+    summary = {(p, m): summary[(p, m)] for p in phenotypes for m in columns}
+
+    width, height = BA_PANEL_SIZE
+    n_cols, n_rows = max(1, len(columns)), max(1, len(phenotypes))
+    figsize = (width * n_cols + 0.9 * max(1, len(families)), height * n_rows + 1.6)
+    dpi = max(50, min(120, int(BA_MAX_PIXELS / max(figsize))))
+    fig = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(fig)
+    fig.suptitle(f"Bland–Altman agreement with {reference!r}", fontsize=12)
+    if not columns or not phenotypes:
+        ax = fig.add_subplot()
+        ax.text(0.5, 0.5, f"no method besides {reference!r} to compare" if not columns else "no phenotypes",
+                ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        _save(fig, path, dpi=dpi)
+        return summary
+    subfigs = np.atleast_1d(fig.subfigures(1, len(families), width_ratios=[len(ms) for ms in families.values()],
+                                           wspace=0.02))
+    for k, (subfig, (f, ms)) in enumerate(zip(subfigs, families.items())):
+        colour = FAMILY_COLOURS[f]
+        if k % 2:
+            subfig.set_facecolor("0.96")
+        subfig.suptitle(f"{f} ({len(ms)})", fontsize=11, fontweight="bold", color=colour)
+        grid = subfig.subplots(len(phenotypes), len(ms), squeeze=False)
+        for i, p in enumerate(phenotypes):
+            unit = PHENOTYPE_UNITS.get(p, "")
+            suffix = f" ({unit})" if unit else ""
+            for j, m in enumerate(ms):
+                ax, entry = grid[i, j], summary[(p, m)]
+                mean, diff = points[(p, m)]
+                ax.set_xlim(entry["xlim"])
+                ax.set_ylim(entry["ylim"])
+                ax.axhline(0.0, color="0.6", lw=0.8)
+                ax.set_title(f"{m}\n{entry['label']}" if entry["n"] else m, fontsize=7.5, linespacing=1.15)
+                if entry["n"]:
+                    ax.scatter(mean, diff, s=10, color=colour, alpha=0.6, lw=0)
+                    ax.axhline(entry["bias"], color="k", lw=1.1)
+                    if entry["n"] > 1 and np.isfinite(entry["sd"]):
+                        for limit in (entry["loa_low"], entry["loa_high"]):
+                            ax.axhline(limit, color="k", lw=0.8, ls="--")
+                else:
+                    ax.text(0.5, 0.5, "no data", ha="center", va="center", color="0.45", transform=ax.transAxes)
+                ax.tick_params(labelsize=7, length=2.5, pad=1.5)
+                ax.grid(lw=0.3, alpha=0.5)
+                if j == 0:
+                    ax.set_ylabel(f"{p}{suffix}\nmethod − {reference}", fontsize=8)
+                else:
+                    ax.tick_params(labelleft=False)
+                if i == len(phenotypes) - 1:
+                    ax.set_xlabel(f"mean of method and {reference}", fontsize=7.5)
+    fig.supxlabel(
+        "Rows: phenotypes (unit in the row label). Solid line: bias; dashed: 95% limits of agreement "
+        "(bias ± 1.96 SD); grey: zero.\nAxes are shared by the methods of one family within a row, "
+        "NOT across families: compare the printed numbers between families, not the heights.",
+        fontsize=9, color="0.25")
+    _save(fig, path, dpi=dpi)
+    return summary
 
 
 # ---------------------------------------------------------------- Dice box plots

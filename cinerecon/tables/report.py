@@ -62,8 +62,8 @@ def write_report(lax_paths, truth_paths, phenotype_paths, tables_dir, figures_di
     reference = "truth" if (phen["method"] == "truth").any() else "labels"
     write_table(with_split(phenotype_agreement(phen, reference, method_order=method_order), phen, splits),
                 tables_dir / "phenotype_agreement")
-    methods = [m for m in phen["method"].unique() if m != reference]
-    bland_altman(phen, reference, list(PHENOTYPE_COLUMNS), figures_dir / "bland_altman.png", methods=methods)
+    # the methods (and order) of the agreement table, whose numbers the panels print
+    bland_altman(phen, reference, list(PHENOTYPE_COLUMNS), figures_dir / "bland_altman.png", methods=method_order)
 
     if sax_paths:  # the papers' Table 1: 2D segmentation of the acquired SAX stack
         sax = read_rows(sax_paths)
