@@ -15,6 +15,9 @@ Conventions (DESIGN.md; the same as the UK Biobank conversions of Bai et al. 201
   in-plane); SpacingBetweenSlices is only compared. A LAX view (one slice) has z spacing =
   SliceThickness.
 - Frames are ordered by TriggerTime; every slice must hold CardiacNumberOfImages frames.
+- Pixels: native, RLE Lossless (pydicom) or JPEG-compressed (baseline, extended, lossless,
+  JPEG-LS: pylibjpeg + pylibjpeg-libjpeg); a member whose transfer syntax no installed
+  decoder reads is refused with the syntax's name and the missing plugin.
 
 Series selection:
 - SAX: descriptions `CINE_segmented_SAX_b<N>` (one series per slice) or one mixed
@@ -55,6 +58,7 @@ import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
+from pydicom.pixels import get_decoder
 
 from cinerecon.io.files import write_json
 from cinerecon.io.nifti import InputError, save_nifti
@@ -643,13 +647,43 @@ def _lax_views(subject: str, cines: list, report: _Report) -> dict:
 
 # ---- pixels, affines, timing --------------------------------------------------------------
 
+def _transfer_syntax(ds):
+    """The dataset's transfer syntax UID when it is a standard one, else None."""
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    return syntax if isinstance(syntax, pydicom.uid.UID) and syntax.is_transfer_syntax else None
+
+
+def _decoder_problem(ds) -> str | None:
+    """Why no installed decoder can read the pixel data of ds (compressed with a transfer
+    syntax that pydicom cannot decode, or whose decoder plugins are all missing), else None.
+
+    The JPEG family (baseline, extended, lossless, JPEG-LS) is decoded by pylibjpeg with
+    pylibjpeg-libjpeg (core dependencies; pydicom also uses Pillow or python-gdcm where
+    installed), RLE Lossless by pydicom itself."""
+    syntax = _transfer_syntax(ds)
+    if syntax is None or not syntax.is_compressed:
+        return None
+    try:
+        decoder = get_decoder(syntax)
+    except NotImplementedError:
+        return f"pixel data compressed as {syntax.name}, which no pydicom decoder supports"
+    if decoder.is_available:
+        return None
+    missing = "; ".join(decoder.missing_dependencies) or "none registered"
+    return (f"pixel data compressed as {syntax.name}, and no installed decoder can read it "
+            f"(plugins missing: {missing}); install cinerecon's dependencies (pylibjpeg, "
+            "pylibjpeg-libjpeg) or python-gdcm")
+
+
 def _pixels(subject: str, im: _Image) -> np.ndarray:
+    problem = _decoder_problem(im.ds)
+    if problem:
+        raise InputError(subject, im.where, f"cannot decode: {problem}")
     try:
         arr = im.ds.pixel_array
-    except Exception as exc:  # unsupported transfer syntax, damaged fragments, ...
-        syntax = getattr(getattr(im.ds, "file_meta", None), "TransferSyntaxUID", None)
-        known = isinstance(syntax, pydicom.uid.UID) and syntax.is_transfer_syntax
-        name = syntax.name if known else "not a standard one"
+    except Exception as exc:  # damaged fragments, a nonconforming stream, ...
+        syntax = _transfer_syntax(im.ds)
+        name = syntax.name if syntax is not None else "not a standard one"
         raise InputError(subject, im.where, f"cannot decode pixel data (transfer syntax {name}): "
                                             f"{_safe(exc)}") from None
     if arr.shape != (im.rows, im.cols):
