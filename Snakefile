@@ -40,12 +40,17 @@ include: "rules/mae.smk"
 include: "rules/evaluate.smk"
 include: "rules/tables.smk"
 include: "rules/cohort.smk"
+include: "rules/report.smk"
 
 
 # The effective configuration of every run that executes jobs, under {results}/config/
 # (never while the DAG is built: cluster jobs parse this file again; never in a dry run).
 onstart:
     write_effective_config(config, RESULTS, config_sources(workflow))
+
+
+# snakemake --report report.html (or .zip): this page, then the outputs flagged in rules/
+report: "report/workflow.rst"
 
 
 rule all:

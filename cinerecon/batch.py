@@ -247,3 +247,28 @@ def subject_status(manifest_paths: Iterable, subjects: list[str]) -> pd.DataFram
         else:
             rows.append([s, "ok" if s in seen else "not run", "", ""])
     return pd.DataFrame(rows, columns=["subject", "status", "stage", "reason"])
+
+
+def qc_subjects(subjects, limit: int | None = 20, seed: int = 0) -> list[str]:
+    """A bounded, deterministic subset of `subjects`, in their order; limit None or 0: all.
+
+    Each subject is ranked by a hash of (seed, subject ID), so the choice does not depend
+    on the order of the list, and a growing cohort keeps its chosen subjects unless a new
+    one ranks before them.
+
+    >>> qc_subjects(["a", "b", "c"], None)
+    ['a', 'b', 'c']
+    >>> len(qc_subjects([f"S{i}" for i in range(100)], 5, seed=1))
+    5
+    """
+    subjects = list(dict.fromkeys(str(s) for s in subjects))
+    if not limit:
+        return subjects
+    if int(limit) < 0:
+        raise ValueError(f"qc subject limit must be >= 0 (0 or None: all), got {limit}")
+
+    def rank(s: str) -> str:
+        return hashlib.sha256(f"{seed}:{s}".encode()).hexdigest()
+
+    chosen = set(sorted(subjects, key=rank)[: int(limit)])
+    return [s for s in subjects if s in chosen]

@@ -81,7 +81,14 @@ rule cohort_phenotypes:
         upstream=[manifests(stage) for stage in STATUS_STAGES],
         truth=manifests("synth") if HAS_TRUTH else [],
     output:
-        COHORT_TABLES,
+        [
+            (
+                in_report(path, Path(path).stem, "Cohort", table=Path(path).stem)
+                if path.endswith((".html", "cohort_phenotypes.csv"))
+                else path
+            )
+            for path in COHORT_TABLES
+        ],
     log:
         f"{RESULTS}/logs/cohort_phenotypes.log",
     benchmark:
@@ -93,5 +100,6 @@ rule cohort_phenotypes:
         sheet=SHEET[["subject", "split", "has_labels"]],
         methods=["seg"] + COHORT_RECON_METHODS + COHORT_GENERATIVE,
         truth=HAS_TRUTH,
+        models=MODEL_FILES,  # named in the captions
     script:
         "../workflow_scripts/cohort_phenotypes.py"

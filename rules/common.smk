@@ -8,13 +8,14 @@
 import math
 from pathlib import Path
 
-from cinerecon.batch import SHARD_PATTERN, make_shards, stat_fingerprint
+from cinerecon.batch import SHARD_PATTERN, make_shards, qc_subjects, stat_fingerprint
 from cinerecon.config_checks import check_workflow_config
 from cinerecon.io.sheet import PRETRAINING_SPLITS, SUBJECT_PATTERN, cohort_sheet, lax_of
 from cinerecon.io.sheet import pretraining_subjects as sheet_pretraining_subjects
 from cinerecon.io.subject import VIEWS
 from cinerecon.latent.names import deeprecon_variant
 from cinerecon.layout import LAX_VIEWS
+from cinerecon.tables.cohort import TABLE_FORMATS
 from cinerecon.tables.report import report_names
 from cinerecon.workflow import gpu_plan, visible_gpus
 
@@ -439,7 +440,11 @@ MAE_ON = (
 MAE_INPUT_KEYS = ("preset", "model", "size", "downsample", "n_frames", "seed")
 MAE_HEADS = ("phenotypes", "segmentation", "resnet")
 MAE_TABLES = (
-    [f"{RESULTS}/tables/mae_{name}.md" for name in ("phenotypes", "segmentation", "robustness")]
+    [
+        f"{RESULTS}/tables/mae_{name}.{ext}"
+        for name in ("phenotypes", "segmentation", "robustness")
+        for ext in ("md", "html")
+    ]
     if MAE_ON
     else []
 )
@@ -503,14 +508,57 @@ COHORT_GENERATIVE = GENERATIVE_METHODS if SEG_ON else []  # reconstructed for ev
 GENERATIVE_PATTERN = "|".join(COHORT_GENERATIVE) or "NONE"
 COHORT_TABLES = (
     [f"{RESULTS}/tables/cohort_phenotypes.{ext}" for ext in ("parquet", "csv")]
-    + (
-        [f"{RESULTS}/tables/cohort_agreement.{ext}" for ext in ("parquet", "csv", "md")]
-        if HAS_TRUTH
-        else []
-    )
+    + ([f"{RESULTS}/tables/cohort_agreement.{ext}" for ext in TABLE_FORMATS] if HAS_TRUTH else [])
     if SEG_ON
     else []
 )
+
+
+# ---- model checkpoints: every network this run trains or loads, named ---------------------
+MODEL_FILES = {}
+if SEG_ON:
+    MODEL_FILES["seg"] = SEG_CHECKPOINT
+if LATENT_METHODS:
+    MODEL_FILES["deeprecon_generator"] = f"{DEEPRECON_MODELS}/generator.pt"
+    MODEL_FILES["deeprecon_encoder"] = f"{DEEPRECON_MODELS}/encoder.pt"
+    MODEL_FILES.update({f"{m}_seg": f"{RESULTS}/models/{m}/seg.pt" for m in LATENT_METHODS})
+    if SEG_EVAL_SUBJECTS:
+        MODEL_FILES["wplus_segnet"] = f"{RESULTS}/models/wplus_segnet/seg.pt"
+MODEL_FILES.update({m: diffusion_model(m) for m in DIFFUSION_METHODS})
+if SR_SUBJECTS:
+    MODEL_FILES.update({m: gemini_model(m) for m in GEMINI_METHODS})
+if VAMA_ON:
+    MODEL_FILES["vama"] = f"{RESULTS}/models/vama/{VAMA['preset']}/model.pt"
+if MAE_ON:
+    MODEL_FILES.update({f"mae_{k}": mae_model(k) for k in ("pretrained",) + MAE_HEADS})
+
+
+# ---- Snakemake's report (snakemake --report report.html): captions in report/ -------------
+def in_report(path, caption, category, subcategory=None, **labels):
+    """`path` flagged for the report, captioned by report/{caption}.rst."""
+    return report(
+        path,
+        caption=f"../report/{caption}.rst",
+        category=category,
+        subcategory=subcategory,
+        labels=labels or None,
+    )
+
+
+# ---- QC pictures: a seeded choice of subjects (evaluation.qc_subjects; 0: all) and the cohort
+QC_SUBJECTS = qc_subjects(SUBJECTS, EVALUATION.get("qc_subjects", 4))
+QC_RECON = (
+    ("linear" if "linear" in COHORT_RECON_METHODS else COHORT_RECON_METHODS[0])
+    if COHORT_RECON_METHODS
+    else None
+)
+
+
+def qc_subject_inputs(wildcards):
+    """The subject's shard manifests of every stage its picture draws (those this run has)."""
+    stages = ["crop", "align"] + (["cohort-seg"] if SEG_ON else [])
+    stages += [f"cohort-recon-{QC_RECON}"] if QC_RECON else []
+    return [manifest(stage, SHARD_OF[wildcards.subject]) for stage in stages]
 
 
 def final_outputs():
@@ -523,15 +571,25 @@ def final_outputs():
         outputs += manifests("seg")
     outputs += COHORT_TABLES
     if EVAL_SUBJECTS and RECON_METHODS:
-        outputs.append(f"{RESULTS}/tables/lax_dice_LVC.md")
+        # every report table and figure (REPORT: rules/tables.smk), so `all` asks for what
+        # the report shows
+        outputs += [f"{RESULTS}/tables/{stem}.html" for stem in REPORT["tables"]]
+        outputs += [f"{RESULTS}/figures/{name}" for name in REPORT["figures"]]
         outputs += manifests("evaluated", EVAL_SUBJECTS)
         outputs += [f"{RESULTS}/figures/lax_overlay_{m}.png" for m in RECON_METHODS]
     if SR_SUBJECTS:
-        outputs += [f"{RESULTS}/tables/super_resolution.md"]
-        outputs += [f"{RESULTS}/tables/domain_adaptation.md"] if DA_SUBJECTS else []
+        outputs += [f"{RESULTS}/tables/super_resolution.{ext}" for ext in ("md", "html")]
+        outputs += (
+            [f"{RESULTS}/tables/domain_adaptation.{ext}" for ext in ("md", "html")]
+            if DA_SUBJECTS
+            else []
+        )
     outputs += MOTION_OUTPUTS
     outputs += MAE_TABLES
     outputs.append(f"{RESULTS}/tables/subject_status.tsv")
+    outputs += [f"{RESULTS}/report/{name}.tsv" for name in ("configuration", "models")]
+    outputs += [f"{RESULTS}/report/qc/{s}.png" for s in QC_SUBJECTS]
+    outputs += [f"{RESULTS}/report/qc/overview.png"]
     return outputs
 
 

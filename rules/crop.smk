@@ -28,7 +28,7 @@ rule centring_table:
     input:
         manifests("crop", LABELLED),
     output:
-        f"{RESULTS}/tables/centring.tsv",
+        in_report(f"{RESULTS}/tables/centring.tsv", "centring", "Cohort"),
     log:
         f"{RESULTS}/logs/centring_table.log",
     benchmark:

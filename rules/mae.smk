@@ -118,6 +118,16 @@ rule mae_tables:
     input:
         manifests("mae-eval", MAE_TEST),
     output:
+        **{
+            f"{name}_html": in_report(
+                f"{RESULTS}/tables/mae_{name}.html",
+                f"mae_{name}",
+                "Paper tables",
+                "Whole-heart MAE",
+                table=f"mae_{name}",
+            )
+            for name in ("phenotypes", "segmentation", "robustness")
+        },
         phenotypes=f"{RESULTS}/tables/mae_phenotypes.md",
         segmentation=f"{RESULTS}/tables/mae_segmentation.md",
         robustness=f"{RESULTS}/tables/mae_robustness.md",
@@ -128,5 +138,8 @@ rule mae_tables:
     conda:
         "../envs/cpu.yaml"
     threads: TABLE_THREADS
+    params:
+        models={m: MODEL_FILES[m] for m in MODEL_FILES if m.startswith("mae_")},
+        subjects=MAE_TEST,
     script:
         "../workflow_scripts/mae_tables.py"

@@ -124,8 +124,28 @@ rule superres_tables:
     input:
         manifests("superres", SR_SUBJECTS) + manifests("superres-source", DA_SUBJECTS),
     output:
-        **({"domain_adaptation": f"{RESULTS}/tables/domain_adaptation.md"} if DA_SUBJECTS else {}),
+        **(
+            {
+                "domain_adaptation": f"{RESULTS}/tables/domain_adaptation.md",
+                "domain_adaptation_html": in_report(
+                    f"{RESULTS}/tables/domain_adaptation.html",
+                    "domain_adaptation",
+                    "Paper tables",
+                    "Super-resolution (Gemini-GAN)",
+                    table="domain_adaptation",
+                ),
+            }
+            if DA_SUBJECTS
+            else {}
+        ),
         super_resolution=f"{RESULTS}/tables/super_resolution.md",
+        super_resolution_html=in_report(
+            f"{RESULTS}/tables/super_resolution.html",
+            "super_resolution",
+            "Paper tables",
+            "Super-resolution (Gemini-GAN)",
+            table="super_resolution",
+        ),
     log:
         f"{RESULTS}/logs/superres_tables.log",
     benchmark:
@@ -133,5 +153,9 @@ rule superres_tables:
     conda:
         "../envs/cpu.yaml"
     threads: TABLE_THREADS
+    params:
+        models={m: MODEL_FILES[m] for m in MODEL_FILES if m in GEMINI_METHODS or m == "vama"},
+        subjects=SR_SUBJECTS,
+        source_subjects=DA_SUBJECTS,
     script:
         "../workflow_scripts/superres_tables.py"

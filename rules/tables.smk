@@ -8,6 +8,29 @@ REPORT = report_names(
 OVERLAY_SUBJECTS = (LV_ON_LAX + [s for s in EVAL_SUBJECTS if s not in LV_ON_LAX])[
     : EVALUATION["overlay_subjects"]
 ]
+# (caption in report/, category, subcategory) of each table stem and figure the report rule writes
+REPORT_CAPTIONS = {
+    **{
+        f"lax_dice_{s}": ("lax_dice", "Paper tables", "LAX-intersection Dice")
+        for s in ("LVC", "LVM", "RVC")
+    },
+    **{
+        f"lax_dice_whole_{s}": ("lax_dice_whole", "Paper tables", "LAX-intersection Dice")
+        for s in ("LVC", "LVM", "RVC")
+    },
+    "lax_dice_numeric": ("lax_dice_numeric", "Paper tables", "LAX-intersection Dice"),
+    "phenotypes": ("phenotypes", "Paper tables", "Phenotypes"),
+    "phenotype_agreement": ("phenotype_agreement", "Paper tables", "Phenotypes"),
+    "truth_metrics": ("truth_metrics", "Paper tables", "Against the 3D truth"),
+    "truth_metrics_numeric": ("truth_metrics", "Paper tables", "Against the 3D truth"),
+    "seg_metrics": ("seg_metrics", "Paper tables", "Segmentation of the acquired slices"),
+    "seg_metrics_numeric": ("seg_metrics", "Paper tables", "Segmentation of the acquired slices"),
+    "image_quality": ("image_quality", "Paper tables", "Images"),
+    "heldout_slices": ("heldout_slices", "Paper tables", "Images"),
+    "dice_lax.png": ("dice_lax_figure", "Figures", "Dice and agreement"),
+    "dice_truth.png": ("dice_truth_figure", "Figures", "Dice and agreement"),
+    "bland_altman.png": ("bland_altman", "Figures", "Dice and agreement"),
+}
 STATUS_STAGES = (["synth"] if COHORT["kind"] == "synthetic" else []) + ["ingest", "crop", "align"]
 STATUS_STAGES += ["seg"] if SEG_ON else []
 STATUS_STAGES += (
@@ -22,11 +45,15 @@ rule report:
         **evaluation_manifests(),
     output:
         tables=[
-            f"{RESULTS}/tables/{stem}.{ext}"
+            (in_report(path, *REPORT_CAPTIONS[stem], table=stem) if ext == "html" else path)
             for stem in REPORT["tables"]
-            for ext in ("parquet", "csv", "md")
+            for ext in TABLE_FORMATS
+            for path in [f"{RESULTS}/tables/{stem}.{ext}"]
         ],
-        figures=[f"{RESULTS}/figures/{name}" for name in REPORT["figures"]],
+        figures=[
+            in_report(f"{RESULTS}/figures/{name}", *REPORT_CAPTIONS[name], figure=name)
+            for name in REPORT["figures"]
+        ],
     log:
         f"{RESULTS}/logs/report.log",
     benchmark:
@@ -43,6 +70,7 @@ rule report:
         + GEMINI_RECON
         + ["labels"],
         splits=SHEET.loc[EVAL_SUBJECTS, "split"].to_dict(),  # the `split` column of the tables
+        models=MODEL_FILES,  # named in the captions
     script:
         "../workflow_scripts/report.py"
 
@@ -53,7 +81,7 @@ rule subject_status:
         [manifests(f"recon-{m}", EVAL_SUBJECTS) for m in RECON_METHODS],
         list(evaluation_manifests().values()),
     output:
-        f"{RESULTS}/tables/subject_status.tsv",
+        in_report(f"{RESULTS}/tables/subject_status.tsv", "subject_status", "Cohort"),
     log:
         f"{RESULTS}/logs/subject_status.log",
     benchmark:
@@ -72,7 +100,13 @@ rule lax_overlay:
         recon=manifests("recon-{method}", OVERLAY_SUBJECTS),
         crop=manifests("crop", OVERLAY_SUBJECTS),
     output:
-        f"{RESULTS}/figures/lax_overlay_{{method}}.png",
+        in_report(
+            f"{RESULTS}/figures/lax_overlay_{{method}}.png",
+            "lax_overlay",
+            "Figures",
+            "LAX overlays",
+            method="{method}",
+        ),
     log:
         f"{RESULTS}/logs/lax_overlay/{{method}}.log",
     benchmark:

@@ -173,12 +173,15 @@ def test_write_table_round_trips(tmp_path):
     rows = lax_rows({"sdf": {"A": (0.9, 0.8, 0.7), "B": (0.7, 0.6, NAN)}, "nn": {"A": (0.5, 0.4, 0.3)}})
     table = lax_dice_table(rows)
     paths = write_table(table, tmp_path / "out" / "lax_dice_LVC")
-    assert [p.name for p in paths] == ["lax_dice_LVC.parquet", "lax_dice_LVC.csv", "lax_dice_LVC.md"]
+    assert [p.name for p in paths] == [f"lax_dice_LVC.{ext}" for ext in ("parquet", "csv", "md", "html")]
     expected = table.reset_index()
     pd.testing.assert_frame_equal(pd.read_parquet(paths[0]), expected, check_dtype=False)
     pd.testing.assert_frame_equal(pd.read_csv(paths[1]), expected, check_dtype=False)
     md = paths[2].read_text()
     assert md.splitlines()[0].startswith("| method") and "0.700 (0.141)" in md and "| nn " in md
+    html = paths[3].read_text()  # what the report shows
+    assert html.startswith("<!DOCTYPE html>") and html.count("<tr") == len(expected) + 1
+    assert all(f"<th>{c}</th>" in html for c in expected.columns) and "<td>0.700 (0.141)</td>" in html
     numeric = lax_dice_numeric(rows)
     write_table(numeric, tmp_path / "num")
     back = pd.read_parquet(tmp_path / "num.parquet").set_index(["method", "protocol"])

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import nibabel as nib
@@ -495,3 +496,110 @@ def test_fixing_labels_after_an_interrupted_run_changes_that_subjects_directseg_
     log = (results / "logs/align/b0000.log").read_text()
     assert "subject 2000001 (1/3): unchanged" in log and "subject 2000002 (2/3): unchanged" in log
     assert "subject 2000003 (3/3): unchanged" not in log
+
+
+# ---- Snakemake's report, opened in Debian's headless Chromium (.ci/browser.sh installs it) ---
+def chromium_driver():
+    """A headless Chromium under selenium; skipped where Chromium is absent, except in CI."""
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        message = "Chromium and ChromeDriver are needed (Debian: apt-get install chromium chromium-driver)"
+        if os.environ.get("CI"):
+            pytest.fail(message + "; .ci/browser.sh installs them")
+        pytest.skip(message)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium  # no download: the browser and driver on this machine
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1400,1000"):
+        options.add_argument(arg)
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def screenshot_is_drawn(path: Path) -> bool:
+    """Not blank: a real spread of grey levels and a good share of non-white pixels."""
+    import matplotlib.image
+
+    grey = matplotlib.image.imread(str(path))[..., :3].mean(axis=2)
+    return grey.std() > 0.05 and (grey < 0.9).mean() > 0.05
+
+
+def test_the_report_renders_in_a_browser(tiny_run, tmp_path):
+    """snakemake --report (HTML and zip) over the tiny run; Chromium shows the workflow page,
+    every category, a table's caption (subjects and models named) and the table itself, and
+    a QC picture. Screenshots: $CINERECON_REPORT_SHOTS if set, else the test's tmp_path."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    html, zipped = tmp_path / "report.html", tmp_path / "report.zip"
+    for target in (html, zipped):
+        run = snakemake(tiny_run, "--configfile", str(tiny_run / "tiny.yaml"), "--report", str(target))
+        assert run.returncode == 0, run.stderr[-3000:]
+    with zipfile.ZipFile(zipped) as z:
+        names = z.namelist()
+    assert any(n.endswith("report.html") for n in names)
+    assert any(n.endswith("lax_dice_LVC.html") for n in names), names[:20]
+
+    shots = Path(os.environ.get("CINERECON_REPORT_SHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    browser = chromium_driver()
+    wait = WebDriverWait(browser, 60)
+
+    def page_text():
+        return browser.find_element(By.TAG_NAME, "body").text
+
+    def open_entry(text):
+        wait.until(lambda b: b.find_elements(By.XPATH, f"//nav//*[text()='{text}']"))
+        browser.find_element(By.XPATH, f"//nav//*[text()='{text}']").click()
+
+    try:
+        browser.get(html.as_uri())
+        wait.until(lambda b: "Paper tables" in page_text())
+        home = page_text()
+        for expected in ("cinerecon: cine MRI to 3D reconstructions", "preset demo, cohort synthetic",
+                         "Cohort", "Figures", "Paper tables", "Quality control", "Run"):
+            assert expected in home, expected
+        browser.save_screenshot(str(shots / "report_home.png"))
+        assert screenshot_is_drawn(shots / "report_home.png")
+
+        # a paper table: its caption names the protocol, the subjects and the checkpoints...
+        open_entry("Paper tables")
+        open_entry("LAX-intersection Dice")
+        wait.until(lambda b: "lax_dice_whole_LVC" in page_text())
+        row = browser.find_element(By.XPATH, "//nav//td[text()='lax_dice_LVC']/ancestor::tr[1]")
+        row.find_elements(By.TAG_NAME, "a")[-1].click()  # (i): the result's caption
+        wait.until(lambda b: "DESCRIPTION" in page_text())
+        caption = page_text()
+        assert "Covered protocol" in caption and "SYN0001" in caption, caption[-2000:]
+        assert "seg = " in caption and "models/seg/tiny/model.pt" in caption
+        browser.save_screenshot(str(shots / "report_caption.png"))
+        # ...and the table itself renders (an HTML table in the content frame)
+        open_entry("LAX-intersection Dice")  # back, through the breadcrumbs
+        row = browser.find_element(By.XPATH, "//nav//td[text()='lax_dice_LVC']/ancestor::tr[1]")
+        row.find_elements(By.TAG_NAME, "a")[-2].click()  # (eye): the table
+        wait.until(lambda b: b.find_elements(By.TAG_NAME, "iframe"))
+        browser.switch_to.frame(browser.find_element(By.TAG_NAME, "iframe"))
+        wait.until(lambda b: b.find_elements(By.TAG_NAME, "table"))
+        table = browser.find_element(By.TAG_NAME, "table").text
+        assert "method" in table and "linear" in table and "covered" in table, table[:500]
+        browser.switch_to.default_content()
+        browser.save_screenshot(str(shots / "report_table.png"))
+        assert screenshot_is_drawn(shots / "report_table.png")
+
+        # the run record and a QC picture are reachable
+        browser.get(html.as_uri())
+        open_entry("Run")
+        wait.until(lambda b: "models.tsv" in page_text() or "configuration.tsv" in page_text())
+        browser.get(html.as_uri())
+        open_entry("Quality control")
+        open_entry("Subjects")
+        wait.until(lambda b: b.find_elements(By.XPATH, "//nav//td[starts-with(text(), 'SYN')]"))
+        subject_row = browser.find_element(By.XPATH, "//nav//td[starts-with(text(), 'SYN')]/ancestor::tr[1]")
+        subject_row.find_elements(By.TAG_NAME, "a")[-2].click()
+        wait.until(lambda b: b.find_elements(By.XPATH, "//img[starts-with(@src, 'data:image/png')]"))
+        browser.save_screenshot(str(shots / "report_qc.png"))
+        assert screenshot_is_drawn(shots / "report_qc.png")
+    finally:
+        browser.quit()

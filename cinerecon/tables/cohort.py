@@ -253,16 +253,34 @@ def with_split(table: pd.DataFrame, rows: pd.DataFrame, splits: dict | None) -> 
     return out
 
 
+TABLE_FORMATS = ("parquet", "csv", "md", "html")
+_HTML_STYLE = (
+    "body{font-family:system-ui,sans-serif;font-size:14px;margin:12px}"
+    "table{border-collapse:collapse}th,td{padding:3px 10px;border-bottom:1px solid #ddd;text-align:right}"
+    "th{background:#f1f5f9;position:sticky;top:0}td:first-child,th:first-child{text-align:left}"
+)
+
+
+def html_table(frame: pd.DataFrame, title: str) -> str:
+    """A standalone HTML page holding the table (what Snakemake's report shows inline)."""
+    body = frame.to_html(index=False, na_rep="", border=0, escape=True)
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>"
+            f"<style>{_HTML_STYLE}</style></head>\n<body>\n{body}\n</body></html>\n")
+
+
 def write_table(frame: pd.DataFrame, stem) -> list[Path]:
-    """Write ``{stem}.parquet``, ``{stem}.csv`` and ``{stem}.md`` atomically; returns the three paths."""
+    """Write ``{stem}.parquet``, ``.csv``, ``.md`` and ``.html`` (for the report) atomically;
+    returns the four paths."""
     flat = _flat(frame)
-    paths = [Path(f"{stem}.{ext}") for ext in ("parquet", "csv", "md")]
+    paths = [Path(f"{stem}.{ext}") for ext in TABLE_FORMATS]
     with atomic_path(paths[0]) as tmp:
         flat.to_parquet(tmp, index=False)
     with atomic_path(paths[1]) as tmp:
         flat.to_csv(tmp, index=False)
     with atomic_path(paths[2]) as tmp:
         tmp.write_text(markdown_table(flat) + "\n")
+    with atomic_path(paths[3]) as tmp:
+        tmp.write_text(html_table(flat, paths[3].stem))
     return paths
 
 
