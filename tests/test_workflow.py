@@ -1,5 +1,6 @@
 """End-to-end Snakemake runs on tiny cohorts (synthetic, and NIfTI with a bad subject)."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -302,6 +303,15 @@ def test_tiny_synthetic_cohort_end_to_end(tiny_run):
     assert list(robust["planes removed"]) == ["1", "2", "other subjects"] and list(robust["cases"]) == [18, 2, 1]
     curves = pd.read_csv(results / "motion/SYN0001_to_SYN0002/curves.tsv", sep="\t")
     assert len(curves) == 3 and {"source_ml", "target_ml", "adapted_ml"} <= set(curves.columns)  # 12 frames / 4
+    # the run record and the QC pictures (the report's Run and Quality control categories)
+    configuration = pd.read_csv(results / "report/configuration.tsv", sep="\t", dtype=str)
+    assert dict(zip(configuration["key"], configuration["value"]))["mae.model.patch_t"] == "2"
+    models = pd.read_csv(results / "report/models.tsv", sep="\t").set_index("model")
+    assert {"seg", "dmcvr", "gemini_gan", "mae_pretrained"} <= set(models.index)
+    assert models.loc["seg", "sha256"] == hashlib.sha256((results / "models/seg/tiny/model.pt").read_bytes()).hexdigest()
+    assert len(list((results / "report/qc").glob("SYN*.png"))) == 4
+    outliers = pd.read_csv(results / "report/qc/outliers.tsv", sep="\t")
+    assert list(outliers.columns) == ["quantity", "subject", "value", "why"]
     # a finished run has nothing left to do
     dry = snakemake(tmp_path, "--configfile", str(tmp_path / "tiny.yaml"), "-n")
     assert "Nothing to be done" in dry.stdout + dry.stderr
@@ -325,8 +335,11 @@ def test_tiny_synthetic_cohort_end_to_end(tiny_run):
     # (the MAE's inputs take unlabelled subjects' LV base, and the DirectSeg row, from it)
     latent.update({"mae_inputs": 1, "train_mae": 1, "finetune_mae": 3, "mae_evaluate": 1, "mae_tables": 1})
     cohort_jobs = {"seg_record": 1, "cohort_recon": 4, "cohort_generative": 4, "cohort_phenotypes": 1}
+    # (the run record hashes the new weights; every QC picture draws the new segmentation)
+    report_jobs = {"run_record": 1, "qc_subject": 4, "qc_overview": 1}
     assert job_counts(dry.stdout + dry.stderr) == {"seg": 1, "eval_directseg": 1, "report": 1,
-                                                   "subject_status": 1, "all": 1, **latent, **cohort_jobs}
+                                                   "subject_status": 1, "all": 1, **latent, **cohort_jobs,
+                                                   **report_jobs}
     # pre-trained mode: an existing checkpoint replaces training
     cfg["segmentation"]["checkpoint"] = str(results / "models/seg/tiny/model.pt")
     cfg["results"] = str(tmp_path / "results_pretrained")
@@ -378,7 +391,8 @@ def test_bad_subject_fails_alone_and_changed_input_reruns_its_shard_only(tmp_pat
     changed.write_bytes(changed.read_bytes())
     dry = snakemake(tmp_path, "--configfile", str(config), "-n")
     assert job_counts(dry.stdout + dry.stderr) == {"ingest": 1, "crop": 1, "align": 1,
-                                                   "subject_status": 1, "all": 1}
+                                                   "subject_status": 1, "all": 1,
+                                                   "qc_subject": 1, "qc_overview": 1}  # its QC picture
     assert "shards/ingest/b0001.tsv" in dry.stdout
 
 
