@@ -102,12 +102,12 @@ def test_the_demo_preset_holds_the_demo_values_of_today():
     assert cfg["crop"] == {"sax_size": [96, 96], "lax_size": [112, 112]}
     assert (cfg["segmentation"]["model"], cfg["segmentation"]["epochs"], cfg["segmentation"]["lr"]) == ("tiny", 60, 0.002)
     d = cfg["deeprecon"]
-    assert (d["preset"], d["gan_steps"], d["encoder_steps"], d["seg_epochs"]) == ("tiny", 150, 100, 60)
+    assert (d["preset"], d["gan_steps"], d["encoder_steps"], d["seg_epochs"]) == ("tiny", 120, 100, 60)
     assert d["image_size"] == 64 and cfg["dmcvr"]["model"]["image_size"] == 64  # generative models at 64 px
     assert d["seg_epochs"] == cfg["segmentation"]["epochs"]  # Seg on G(w*) trains like DirectSeg, as in the paper
     assert d["inversion"] == {"steps": [0, 10], "lr": 0.02, "batch_size": 256}
     m = cfg["dmcvr"]
-    assert (m["preset"], m["model"], m["steps"], m["ddim_steps"], m["inference_batch_size"]) == ("tiny", {"width": 8, "image_size": 64}, 120, 4, 16)
+    assert (m["preset"], m["model"], m["steps"], m["ddim_steps"], m["inference_batch_size"]) == ("tiny", {"width": 8, "image_size": 64}, 100, 4, 16)
     assert m["refine"] == 1  # one fixed-point refinement: 4 DDIM steps round-trip at ~22 dB, not ~14
 
 
