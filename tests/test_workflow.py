@@ -309,7 +309,8 @@ def test_tiny_synthetic_cohort_end_to_end(tiny_run):
     models = pd.read_csv(results / "report/models.tsv", sep="\t").set_index("model")
     assert {"seg", "dmcvr", "gemini_gan", "mae_pretrained"} <= set(models.index)
     assert models.loc["seg", "sha256"] == hashlib.sha256((results / "models/seg/tiny/model.pt").read_bytes()).hexdigest()
-    assert len(list((results / "report/qc").glob("SYN*.png"))) == 4
+    qc_subjects = 2  # evaluation.qc_subjects of the demo preset (tiny.yaml leaves it)
+    assert len(list((results / "report/qc").glob("SYN*.png"))) == qc_subjects
     outliers = pd.read_csv(results / "report/qc/outliers.tsv", sep="\t")
     assert list(outliers.columns) == ["quantity", "subject", "value", "why"]
     # a finished run has nothing left to do
@@ -336,7 +337,7 @@ def test_tiny_synthetic_cohort_end_to_end(tiny_run):
     latent.update({"mae_inputs": 1, "train_mae": 1, "finetune_mae": 3, "mae_evaluate": 1, "mae_tables": 1})
     cohort_jobs = {"seg_record": 1, "cohort_recon": 4, "cohort_generative": 4, "cohort_phenotypes": 1}
     # (the run record hashes the new weights; every QC picture draws the new segmentation)
-    report_jobs = {"run_record": 1, "qc_subject": 4, "qc_overview": 1}
+    report_jobs = {"run_record": 1, "qc_subject": qc_subjects, "qc_overview": 1}
     assert job_counts(dry.stdout + dry.stderr) == {"seg": 1, "eval_directseg": 1, "report": 1,
                                                    "subject_status": 1, "all": 1, **latent, **cohort_jobs,
                                                    **report_jobs}
