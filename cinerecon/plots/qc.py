@@ -439,6 +439,19 @@ def _recon_row(axes, inputs: SubjectQCInputs) -> dict:
         for ax, title in zip(axes, titles):
             _not_available(ax, title, str(exc))
         return {"present": False, "reason": str(exc)}
+    # each view's cine and labels read once, for both phases
+    laxes, lax_labels = {}, {}
+    for view in views:
+        try:
+            laxes[view] = _load(inputs.subject, inputs.crop[view], f"cropped {_view_name(view)}")
+        except _Absent as exc:
+            laxes[view] = exc
+        path = (inputs.lax_labels or {}).get(view)
+        if path is not None and Path(path).exists():
+            try:
+                lax_labels[view] = _load(inputs.subject, path, f"{_view_name(view)} labels")[0]
+            except _Absent:  # unreadable labels: the reconstruction is drawn alone
+                pass
     out = {"present": True, "method": method, "views": {}}
     axes = iter(axes)
     for phase in PHASES:
@@ -446,21 +459,16 @@ def _recon_row(axes, inputs: SubjectQCInputs) -> dict:
         for view in views:
             ax = next(axes)
             title = f"{_view_name(view)} {phase} {method}"
-            try:
-                lax, lax_affine = _load(inputs.subject, inputs.crop[view], f"cropped {_view_name(view)}")
-            except _Absent as exc:
-                _not_available(ax, title, str(exc))
+            if isinstance(laxes[view], _Absent):
+                _not_available(ax, title, str(laxes[view]))
                 out["views"].setdefault(view, {})[phase] = {"present": False}
                 continue
+            lax, lax_affine = laxes[view]
             t = phase_frame(record["frames"][phase], record["n_frames"], lax.shape[3])
             labels, has_labels = np.zeros(lax.shape[:2], np.uint8), False
-            path = (inputs.lax_labels or {}).get(view)
-            if path is not None and Path(path).exists():
-                try:
-                    plane = _load(inputs.subject, path, f"{_view_name(view)} labels")[0]
-                    labels, has_labels = _plane(plane[:, :, 0, t], "LAX labels"), bool(plane[:, :, 0, t].any())
-                except _Absent:
-                    pass
+            if view in lax_labels:
+                plane = lax_labels[view]
+                labels, has_labels = _plane(plane[:, :, 0, t], "LAX labels"), bool(plane[:, :, 0, t].any())
             sampled, covered, _ = lax_intersection(volume, affine, labels, lax_affine)
             recon_plane = np.where(covered, sampled, 0).astype(np.uint8)
             shown = sorted((set(np.unique(labels).tolist()) | set(np.unique(recon_plane).tolist())) - {0})

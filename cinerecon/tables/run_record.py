@@ -30,12 +30,9 @@ def config_rows(config: dict, prefix: str = "") -> pd.DataFrame:
     return pd.DataFrame(rows, columns=CONFIG_COLUMNS)
 
 
-def sha256_of(path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
+def sha256_of(path) -> str:
     with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def model_rows(models: dict) -> pd.DataFrame:
