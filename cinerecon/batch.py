@@ -46,6 +46,32 @@ def make_shards(subjects: list[str], size: int) -> dict[str, list[str]]:
     return {f"b{k // size:0{width}d}": list(subjects[k:k + size]) for k in range(0, len(subjects), size)}
 
 
+# Beyond this many shards a plan slows faster than the cohort grows: Snakemake checks each
+# group job's members against everything upstream of them (DAG._check_groups), so that step
+# grows with the square of the shard count, and each shard adds about ten cluster submissions
+# (benchmarks/bench_scale.py prints both).
+MANY_SHARDS = 200
+
+
+def shard_size_advice(n_subjects: int, size: int, limit: int = MANY_SHARDS) -> str | None:
+    """A warning when `n_subjects` in shards of `size` make more than `limit` shards, naming
+    a size (a multiple of 100) that keeps them within it; None otherwise.
+
+    >>> shard_size_advice(5000, 100) is None
+    True
+    >>> shard_size_advice(50000, 100).endswith("batch.subjects_per_shard: 300")
+    True
+    """
+    shards = -(-n_subjects // size)
+    if shards <= limit:
+        return None
+    suggested = -(-n_subjects // (limit * 100)) * 100
+    return (f"{n_subjects} subjects make {shards} shards of {size}: planning time grows with the "
+            f"square of the shard count and the cluster gets about ten submissions per shard. "
+            f"Shard membership follows the sheet order, so choose the size once per cohort, "
+            f"before the first run, e.g. batch.subjects_per_shard: {suggested}")
+
+
 def stat_fingerprint(paths: Iterable) -> str:
     """Hash of (path, size, mtime) of input files: cheap change detection for raw data.
 

@@ -8,7 +8,15 @@
 import math
 from pathlib import Path
 
-from cinerecon.batch import SHARD_PATTERN, make_shards, qc_subjects, stat_fingerprint
+from snakemake.logging import logger
+
+from cinerecon.batch import (
+    SHARD_PATTERN,
+    make_shards,
+    qc_subjects,
+    shard_size_advice,
+    stat_fingerprint,
+)
 from cinerecon.config_checks import check_workflow_config
 from cinerecon.io.sheet import PRETRAINING_SPLITS, SUBJECT_PATTERN, cohort_sheet, lax_of
 from cinerecon.io.sheet import pretraining_subjects as sheet_pretraining_subjects
@@ -31,11 +39,18 @@ LABELLED = list(SHEET.index[SHEET["has_labels"]])
 # The domain every model trains on and every table but domain adaptation judges; `source`
 # subjects (another site's scanner) are processed like any other and adapted by V-AMA.
 TARGET_DOMAIN = set(SHEET.index[SHEET["domain"] == "target"])
+# {subject: split}: the subject lists below filter on it (a dict lookup; SHEET.loc per subject
+# cost 14 s of a 50,000-subject plan)
+SPLIT_OF = SHEET["split"].to_dict()
 # {subject: {view: convention}} of the manual LAX labels (cinerecon.labels.LAX_CONVENTIONS)
 LAX_OF = lax_of(SHEET, COHORT)
 BATCH = {"subjects_per_shard": 100, **config.get("batch", {})}
 SHARDS = make_shards(SUBJECTS, BATCH["subjects_per_shard"])
 SHARD_OF = {s: shard for shard, members in SHARDS.items() for s in members}
+if workflow.is_main_process and (
+    advice := shard_size_advice(len(SUBJECTS), BATCH["subjects_per_shard"])
+):
+    logger.warning(advice)
 
 
 wildcard_constraints:
@@ -170,9 +185,7 @@ RECON = {
 }
 EVALUATION = {"splits": ["test"], "overlay_subjects": 2, **config.get("evaluation", {})}
 BASELINE_METHODS = list(RECON["baselines"])
-EVAL_SUBJECTS = [
-    s for s in LABELLED if SHEET.loc[s, "split"] in EVALUATION["splits"] and s in TARGET_DOMAIN
-]
+EVAL_SUBJECTS = [s for s in LABELLED if SPLIT_OF[s] in EVALUATION["splits"] and s in TARGET_DOMAIN]
 # Subjects whose LAX views carry LV/RV labels (Table 2 needs them), e.g. the papers' annotated set
 LV_ON_LAX = [s for s in EVAL_SUBJECTS if "full" in LAX_OF[s].values()]
 HAS_TRUTH = COHORT["kind"] == "synthetic"
@@ -207,12 +220,12 @@ SEG_TRAINING_KEYS = (
     "frame_stride",
     "precision",
 )
-SEG_TRAIN = [s for s in LABELLED if SHEET.loc[s, "split"] == "train" and s in TARGET_DOMAIN]
-SEG_VAL = [s for s in LABELLED if SHEET.loc[s, "split"] == "val" and s in TARGET_DOMAIN]
+SEG_TRAIN = [s for s in LABELLED if SPLIT_OF[s] == "train" and s in TARGET_DOMAIN]
+SEG_VAL = [s for s in LABELLED if SPLIT_OF[s] == "val" and s in TARGET_DOMAIN]
 SEG_CHECKPOINT = SEG["checkpoint"] or f"{RESULTS}/models/seg/{SEG['model']}/model.pt"
 SEG_ON = bool(SEG["enabled"]) and (bool(SEG["checkpoint"]) or (bool(SEG_TRAIN) and bool(SEG_VAL)))
 # DirectSeg is judged only on test subjects: validation subjects chose the best epoch.
-SEG_EVAL_SUBJECTS = [s for s in EVAL_SUBJECTS if SHEET.loc[s, "split"] == "test"] if SEG_ON else []
+SEG_EVAL_SUBJECTS = [s for s in EVAL_SUBJECTS if SPLIT_OF[s] == "test"] if SEG_ON else []
 
 
 # ---- DeepRecon: StyleGAN2 latent space ----------------------------------------------------
@@ -391,12 +404,10 @@ GEMINI_TRAIN = (
 )  # with their 3D truth, labelled or not
 # Judged against the 3D truth: every test subject, labelled or not; the source domain's by V-AMA
 SR_SUBJECTS = (
-    [s for s in SUBJECTS if SHEET.loc[s, "split"] == "test" and s in TARGET_DOMAIN]
-    if GEMINI_ON
-    else []
+    [s for s in SUBJECTS if SPLIT_OF[s] == "test" and s in TARGET_DOMAIN] if GEMINI_ON else []
 )
 DA_SUBJECTS = (
-    [s for s in SUBJECTS if SHEET.loc[s, "split"] == "test" and s not in TARGET_DOMAIN]
+    [s for s in SUBJECTS if SPLIT_OF[s] == "test" and s not in TARGET_DOMAIN]
     if "gemini_gan" in GEMINI_METHODS
     else []
 )
@@ -430,10 +441,8 @@ MAE = {
 # or not; the heads and the ResNet the labelled ones of mae.finetune_splits; tables the test ones
 MAE_SUBJECTS = [s for s in SUBJECTS if s in TARGET_DOMAIN]
 MAE_PRETRAIN = [s for s in pretraining_subjects(MAE) if s in TARGET_DOMAIN]
-MAE_FINETUNE = [
-    s for s in LABELLED if SHEET.loc[s, "split"] in MAE["finetune_splits"] and s in TARGET_DOMAIN
-]
-MAE_TEST = [s for s in MAE_SUBJECTS if SHEET.loc[s, "split"] == "test"]
+MAE_FINETUNE = [s for s in LABELLED if SPLIT_OF[s] in MAE["finetune_splits"] and s in TARGET_DOMAIN]
+MAE_TEST = [s for s in MAE_SUBJECTS if SPLIT_OF[s] == "test"]
 MAE_ON = (
     bool(MAE["enabled"]) and SEG_ON and bool(MAE_PRETRAIN) and bool(MAE_FINETUNE) and bool(MAE_TEST)
 )

@@ -35,7 +35,7 @@ rule synth:
     params:
         shard=shard_job(),
         seed=SYNTH.get("seed", 0),
-        index=lambda wc: {s: int(SHEET.loc[s, "index"]) for s in SHARDS[wc.shard]},
+        index=lambda wc: SHEET.loc[SHARDS[wc.shard], "index"].astype(int).to_dict(),
         # per subject: the second domain's subjects have their own scanner and population
         acquisition=lambda wc: {s: acquisition_of(s) for s in SHARDS[wc.shard]},
         dicom=SYNTH.get("dicom"),

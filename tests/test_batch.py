@@ -10,6 +10,7 @@ from cinerecon.batch import (
     ok_subjects,
     read_manifests,
     run_shard,
+    shard_size_advice,
     stat_fingerprint,
     subject_status,
 )
@@ -26,6 +27,15 @@ def test_shards_are_consecutive_and_stable_when_subjects_are_appended():
     assert make_shards([], 4) == {}
     with pytest.raises(ValueError):
         make_shards(subjects, 0)
+
+
+def test_shard_size_advice_names_a_size_that_keeps_the_shard_count_bounded():
+    assert shard_size_advice(20_000, 100) is None  # 200 shards: at the limit
+    advice = shard_size_advice(50_000, 100)
+    assert "500 shards of 100" in advice and advice.endswith("batch.subjects_per_shard: 300")
+    assert -(-50_000 // 300) <= 200
+    assert shard_size_advice(100_000, 500) is None
+    assert shard_size_advice(100_001, 500).endswith("batch.subjects_per_shard: 600")
 
 
 def _writer(root, fail=()):
