@@ -4,7 +4,13 @@ import pandas as pd
 import pytest
 
 from cinerecon.align import apply_shifts, estimate_shifts
-from cinerecon.align.estimate import _slab_average, _slab_steps
+from cinerecon.align.estimate import (
+    AlignmentProblem,
+    _sample_coeffs,
+    _sample_offsets,
+    _slab_average,
+    _slab_steps,
+)
 from cinerecon.align.files import align_subject
 from cinerecon.align.lines import intersection_line, plane_intersection
 from cinerecon.align.region import heart_regions
@@ -207,3 +213,57 @@ def test_shifts_table_carries_confidence(synth_subject, tmp_path):
     assert set(written.confidence) <= {"high", "medium", "low", "prior"}
     assert (written.confidence == "high").sum() >= len(written) // 2
     assert np.allclose(written[["dx_mm", "dy_mm"]], table[["dx_mm", "dy_mm"]])
+
+
+def test_grid_of_offsets_sampled_separably_equals_map_coordinates():
+    rng = np.random.default_rng(3)
+    coeffs = rng.normal(size=(3, 2, 40, 36))
+    axis = np.arange(-6.0, 6.01, 1.0)
+    grid = np.stack(np.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2) / [1.83, 1.79]
+    inside = rng.uniform(8, 28, size=(20, 2))
+    for pixels, offsets in ((inside, grid), (inside, grid[::-1]),     # grid, and reordered
+                            (np.vstack([inside, [[1.0, 2.0]]]), grid)):  # edge: scipy's path
+        expected = _sample_coeffs(coeffs, pixels[None] + offsets[:, None])
+        assert np.allclose(_sample_offsets(coeffs, pixels, offsets), expected, rtol=0, atol=1e-12)
+    same = np.tile([0.3, -0.2], (4, 1))
+    assert np.array_equal(_sample_offsets(coeffs, inside, same), _sample_coeffs(coeffs, inside[None] + same[:, None]))
+
+
+def test_apply_shifts_frame_by_frame_equals_shifting_the_whole_slice():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(4)
+    stack = rng.normal(100, 30, size=(30, 28, 3, 5)).round().astype(np.int16)
+    shifts = np.array([[1.1, -0.4], [0.0, 0.0], [-2.3, 0.9]])
+    out = apply_shifts(stack, shifts, (1.8, 1.8))
+    for k in range(3):
+        whole = ndimage.shift(stack[:, :, k].astype(float), (*(-shifts[k] / 1.8), 0), order=3, mode="nearest")
+        differ = out[:, :, k] != np.round(whole)   # only where ~1e-12 differences round apart
+        assert differ.mean() < 0.01 and np.abs(out[:, :, k] - np.round(whole)).max() <= 1
+    assert np.array_equal(out[:, :, 1], stack[:, :, 1])
+
+
+@pytest.mark.parametrize("loss", ["intensity", "labels"])
+def test_bumped_costs_equal_the_two_line_costs(shifted, loss):
+    # refine's one sampling per image and line gives the numbers of its two line_cost calls
+    d = shifted["realistic"]
+    frames = [0, 3, 7]
+    if loss == "intensity":
+        sax = d["sa"][:, :, :, frames][..., None].astype(np.float32)
+        laxes = {v: (img[:, :, 0, frames][..., None], aff) for v, (img, aff) in d["laxes"].items()}
+    else:  # one-hot-like channels from the labels
+        sax = np.stack([(d["labels"][:, :, :, frames] == c) for c in (1, 2, 3)], -1).astype(np.float32)
+        laxes = {v: (np.stack([(d["lax_labels"][v][:, :, 0, frames] == c) for c in (1, 2, 3)], -1).astype(np.float32),
+                     aff) for v, (_, aff) in d["laxes"].items()}
+    problem = AlignmentProblem(sax, d["affine"], laxes, loss)
+    steps = np.array([[0.0, 0.0], [1e-3, 0.0], [0.0, 1e-3]])
+    rng = np.random.default_rng(5)
+    checked = 0
+    for k in problem.informative():
+        for line in problem.lines[k]:
+            shift, offset = rng.normal(0, 2, 2), rng.normal(0, 2, 2)
+            by_shift, by_offset = problem._bumped_costs(k, line, shift, offset, steps)
+            assert np.array_equal(by_shift, problem.line_cost(k, line, shift + steps, offset))
+            assert np.array_equal(by_offset, problem.line_cost(k, line, np.repeat(shift[None], 3, 0), offset + steps))
+            checked += 1
+    assert checked > 3

@@ -123,26 +123,39 @@ def apply_shifts(stack: np.ndarray, shifts_mm: np.ndarray, spacing_xy, labels: b
 
     Slice k's pixel p takes the value the uncorrected slice had at p + d_k: images by
     cubic interpolation, labels by linear interpolation of one-hot maps and argmax.
+    Each 2D frame is shifted on its own: the same result as shifting the slice's (X, Y, T)
+    array at once, where scipy would interpolate along T too (4x the work for cubic, with
+    weights that are 1 at the frame itself).
     """
-    out = np.empty_like(stack)
+    out = stack.copy()
     spacing_xy = np.asarray(spacing_xy, dtype=float)
     for k in range(stack.shape[2]):
-        offset = -np.asarray(shifts_mm[k]) / spacing_xy
-        shift = tuple(offset) + (0,) * (stack.ndim - 3)
-        sl = stack[:, :, k]
-        if labels:
-            values = np.unique(sl)
-            best = np.full(sl.shape, -1.0)
-            res = np.zeros(sl.shape, dtype=stack.dtype)
-            for v in values:
-                w = ndimage.shift((sl == v).astype(np.float32), shift, order=1, mode="nearest")
-                better = w > best
-                res[better], best[better] = v, w[better]
-            out[:, :, k] = res
-        else:
-            moved = ndimage.shift(sl.astype(np.float64), shift, order=3, mode="nearest")
-            if np.issubdtype(stack.dtype, np.integer):
-                info = np.iinfo(stack.dtype)
-                moved = np.clip(np.round(moved), info.min, info.max)
-            out[:, :, k] = moved.astype(stack.dtype)
+        shift = -np.asarray(shifts_mm[k], dtype=float) / spacing_xy
+        if not shift.any():  # interpolation at the pixels themselves returns them
+            continue
+        for frame in np.ndindex(stack.shape[3:]):
+            at = (slice(None), slice(None), k) + frame
+            out[at] = (_shift_labels(stack[at], shift) if labels
+                       else _shift_image(stack[at], shift, stack.dtype))
     return out
+
+
+def _shift_image(frame: np.ndarray, shift: np.ndarray, dtype) -> np.ndarray:
+    moved = ndimage.shift(frame.astype(np.float64), shift, order=3, mode="nearest")
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        moved = np.clip(np.round(moved), info.min, info.max)
+    return moved
+
+
+def _shift_labels(frame: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    values = np.unique(frame)
+    if len(values) == 1:  # an unlabelled (all background) frame stays as it is
+        return frame
+    best = np.full(frame.shape, -1.0)
+    res = np.zeros(frame.shape, dtype=frame.dtype)
+    for v in values:
+        w = ndimage.shift((frame == v).astype(np.float32), shift, order=1, mode="nearest")
+        better = w > best
+        res[better], best[better] = v, w[better]
+    return res

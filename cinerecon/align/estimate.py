@@ -32,6 +32,7 @@ from cinerecon.geometry.affine import in_plane_axes, plane_normal
 log = logging.getLogger(__name__)
 
 HUBER_DELTA = 1.0
+LATTICE_MIN = 64  # offsets on a grid at least this large are sampled separably (_sample_lattice)
 LAX_THICKNESS_MM = 6.0
 
 
@@ -67,8 +68,13 @@ class AlignSettings:
 
 
 def huber(r: np.ndarray, delta: float = HUBER_DELTA) -> np.ndarray:
+    # m (|r| - m / 2) with m = min(|r|, delta): r^2 / 2 within delta, delta (|r| - delta / 2)
+    # beyond, bit for bit, in half the passes of np.where over both branches
     a = np.abs(r)
-    return np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
+    m = np.minimum(a, delta)
+    a -= 0.5 * m
+    a *= m
+    return a
 
 
 def _zscore(x: np.ndarray, axes) -> np.ndarray:
@@ -130,14 +136,32 @@ class AlignmentProblem:
         """Cost of one line for G candidate SAX shifts (G, 2) and LAX offsets (G, 2) -> (G,)."""
         shifts_mm = np.atleast_2d(shifts_mm)
         lax_offset = np.broadcast_to(np.asarray(lax_offset, dtype=float), (len(shifts_mm), 2))
-        sax_px = line.sax_pixels[None] + (shifts_mm / self.spacing)[:, None]
-        lax_px = line.lax_pixels[None] + (lax_offset @ self.lax_step[line.view_index])[:, None]
-        sax_profile = _sample_coeffs(self.sax_coeffs[line.view_index][k], sax_px)                       # (F, C, G, P)
-        lax_profile = _sample_coeffs(self.lax_coeffs[line.view_index], lax_px)
+        # A grid search moves the SAX slice against one LAX offset (sampled once) and the LAX
+        # offset search the LAX view against one SAX shift (see _sample_offsets).
+        sax_profile = _sample_offsets(self.sax_coeffs[line.view_index][k], line.sax_pixels,
+                                      shifts_mm / self.spacing)                        # (F, C, G, P)
+        lax_profile = _sample_offsets(self.lax_coeffs[line.view_index], line.lax_pixels,
+                                      lax_offset @ self.lax_step[line.view_index])
+        return self._profile_cost(sax_profile, lax_profile)
+
+    def _profile_cost(self, sax_profile: np.ndarray, lax_profile: np.ndarray) -> np.ndarray:
+        """(F, C, G, P) profiles -> (G,) costs."""
         if self.loss == "intensity":
             r = _zscore(sax_profile, (0, 3)) - _zscore(lax_profile, (0, 3))
             return huber(r).mean(axis=(0, 1, 3))
         return ((sax_profile - lax_profile) ** 2).mean(axis=(0, 1, 3))
+
+    def _bumped_costs(self, k: int, line: Line, shift_mm: np.ndarray, lax_offset: np.ndarray,
+                      steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """line_cost at SAX shifts shift_mm + steps (LAX offset held) and at LAX offsets
+        lax_offset + steps (SAX shift held), steps[0] = 0: the same numbers as the two
+        line_cost calls, with each image sampled once at its G positions instead of
+        twice (the held position is the first row of the other's samples)."""
+        v, n = line.view_index, len(steps)
+        sax = _sample_offsets(self.sax_coeffs[v][k], line.sax_pixels, (shift_mm + steps) / self.spacing)
+        lax = _sample_offsets(self.lax_coeffs[v], line.lax_pixels, (lax_offset + steps) @ self.lax_step[v])
+        return (self._profile_cost(sax, np.repeat(lax[:, :, :1], n, axis=2)),
+                self._profile_cost(np.repeat(sax[:, :, :1], n, axis=2), lax))
 
     def slice_cost(self, k: int, shifts_mm: np.ndarray, lax_offsets=None) -> np.ndarray:
         """Data cost of slice k at each of G candidate shifts (G, 2) mm -> (G,)."""
@@ -194,14 +218,14 @@ class AlignmentProblem:
             d, e = x[: 2 * n].reshape(n, 2), x[2 * n:].reshape(nv, 2)
             value, grad, grad_e = 0.0, np.zeros((n, 2)), np.zeros((nv, 2))
             for k in self.informative():
-                c = self.slice_cost(k, d[k] + steps, e)
+                lines = self.lines[k]
+                costs = [self._bumped_costs(k, line, d[k], e[line.view_index], steps) for line in lines]
+                c = sum(by_shift for by_shift, _ in costs) / len(lines)   # slice_cost(k, d[k] + steps, e)
                 value += c[0]
                 grad[k] = (c[1:] - c[0]) / h
-                for line in self.lines[k]:
-                    v = line.view_index
-                    bumped = e[v] + steps
-                    lc = self.line_cost(k, line, np.repeat(d[k][None], 3, 0), bumped) / len(self.lines[k])
-                    grad_e[v] += (lc[1:] - lc[0]) / h
+                for line, (_, by_offset) in zip(lines, costs):
+                    lc = by_offset / len(lines)
+                    grad_e[line.view_index] += (lc[1:] - lc[0]) / h
             value += self.prior(d).sum() + self.prior(e).sum()
             grad += 2 * self.s.prior_weight * d / self.s.sigma_mm**2
             grad_e += 2 * self.s.prior_weight * e / self.s.sigma_mm**2
@@ -340,9 +364,12 @@ def _slab_average(array: np.ndarray, step_px: np.ndarray, thickness_mm: float, s
     offsets = thickness_mm * ((np.arange(samples) + 0.5) / samples - 0.5)
     array = array.astype(np.float64)
     out = np.zeros(array.shape)
-    for t in offsets:
-        shift = (t * step_px[0], t * step_px[1]) + (0,) * (array.ndim - 2)
-        out += ndimage.shift(array, shift, order=1, mode="nearest")
+    # one 2D image at a time: shifting the whole array would interpolate along F and C too
+    # (4x the work for weights that are 1 at the image itself)
+    for image in np.ndindex(array.shape[2:]):
+        at = (slice(None), slice(None)) + image
+        for t in offsets:
+            out[at] += ndimage.shift(array[at], (t * step_px[0], t * step_px[1]), order=1, mode="nearest")
     return out / samples
 
 
@@ -350,6 +377,70 @@ def _spline(array: np.ndarray) -> np.ndarray:
     """(X, Y, F, C) -> cubic-spline coefficients (F, C, X, Y)."""
     return np.stack([[ndimage.spline_filter(array[:, :, f, c].astype(np.float64))
                       for c in range(array.shape[3])] for f in range(array.shape[2])])
+
+
+def _sample_offsets(coeffs: np.ndarray, pixels: np.ndarray, offsets_px: np.ndarray) -> np.ndarray:
+    """Spline coefficients (F, C, X, Y) sampled at (P, 2) pixels moved by each of (G, 2)
+    offsets -> (F, C, G, P): once when every row has the same offset, and separably when
+    the offsets form a grid along the image axes (the grid search's)."""
+    if (offsets_px == offsets_px[0]).all():  # one offset for every row (np.unique is slow)
+        return np.repeat(_sample_coeffs(coeffs, pixels[None] + offsets_px[:1, None]), len(offsets_px), axis=2)
+    if len(offsets_px) < LATTICE_MIN:
+        return _sample_coeffs(coeffs, pixels[None] + offsets_px[:, None])
+    unique, inverse = np.unique(offsets_px, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    ox, oy = np.unique(unique[:, 0]), np.unique(unique[:, 1])
+    profiles = None
+    if len(unique) == len(ox) * len(oy):
+        profiles = _sample_lattice(coeffs, pixels, ox, oy)
+    if profiles is None:
+        profiles = _sample_coeffs(coeffs, pixels[None] + unique[:, None])
+    # the grid search's grid comes sorted: nothing to reorder
+    return profiles if np.array_equal(inverse, np.arange(len(unique))) else profiles[:, :, inverse]
+
+
+def _cubic_weights(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First knot and (..., 4) weights of the cubic B-spline at coordinates x, by the
+    formulas of scipy.ndimage (ni_splines.c)."""
+    start = np.floor(x)
+    t = x - start
+    z = 1.0 - t
+    w0 = z * z * z / 6.0
+    w1 = (t * t * (t - 2.0) * 3.0 + 4.0) / 6.0
+    w2 = (z * z * (z - 2.0) * 3.0 + 4.0) / 6.0
+    return start.astype(int) - 1, np.stack([w0, w1, w2, 1.0 - w0 - w1 - w2], axis=-1)
+
+
+def _weight_matrix(x: np.ndarray, size: int):
+    """(P, A) coordinates -> (P, A, n) dense weights over a window of n knots starting at
+    (P,) per point; None if a support leaves [0, size)."""
+    first, w = _cubic_weights(x)
+    if first.min() < 0 or first.max() + 3 >= size:
+        return None
+    n = int((first.max(1) - first.min(1)).max()) + 4
+    start = np.minimum(first.min(1), size - n)
+    dense = np.zeros(x.shape + (n,))
+    np.put_along_axis(dense, (first - start[:, None])[..., None] + np.arange(4), w, axis=2)
+    return dense, start
+
+
+def _sample_lattice(coeffs: np.ndarray, pixels: np.ndarray, ox: np.ndarray, oy: np.ndarray):
+    """Spline coefficients (F, C, X, Y) sampled at (P, 2) pixels moved by every (ox[a], oy[b])
+    -> (F, C, A * B, P), offsets in row-major order; None where a sample's support leaves
+    the image (scipy's edge handling applies there: use _sample_coeffs).
+
+    The spline is a tensor product, so a point's A x B samples are Wx @ window @ Wy.T (the
+    coefficients around the point weighed by each axis' 1D weights): two small matrix
+    products instead of A x B x 16 lookups. Equal to map_coordinates up to rounding."""
+    x = _weight_matrix(pixels[:, :1] + ox, coeffs.shape[2])
+    y = _weight_matrix(pixels[:, 1:] + oy, coeffs.shape[3])
+    if x is None or y is None:
+        return None
+    (wx, x0), (wy, y0) = x, y
+    rows = (x0[:, None] + np.arange(wx.shape[2]))[:, :, None]
+    cols = (y0[:, None] + np.arange(wy.shape[2]))[:, None, :]
+    samples = wx @ coeffs[:, :, rows, cols] @ wy.transpose(0, 2, 1)        # (F, C, P, A, B)
+    return np.moveaxis(samples, 2, -1).reshape(coeffs.shape[:2] + (-1, len(pixels)))
 
 
 def _sample_coeffs(coeffs: np.ndarray, pixels: np.ndarray) -> np.ndarray:

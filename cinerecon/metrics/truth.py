@@ -13,6 +13,7 @@ from cinerecon.metrics.surface import surface_metrics
 def on_grid(volume: np.ndarray, affine: np.ndarray, shape, grid_affine: np.ndarray) -> np.ndarray:
     """Nearest-neighbour labels of a volume on another grid (background outside it)."""
     out = np.zeros(shape, dtype=np.uint8)
+    volume = np.asarray(volume, dtype=float)  # once, not per slab (sample_labels would convert it)
     i, j = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
     for k in range(shape[2]):  # slab by slab keeps memory flat for large truth grids
         points = apply_affine(grid_affine, np.stack([i, j, np.full(i.shape, k)], axis=-1))
