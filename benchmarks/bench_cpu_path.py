@@ -76,6 +76,8 @@ from cinerecon.stages import (
 )
 from cinerecon.workflow import use_threads
 
+from common import worktree  # benchmarks/common.py
+
 BUDGET_S = 10.0
 METHODS = ["nn", "linear", "sdf", "cpd"]
 QUIRKS = dict(sax_layout="mixed", lax_layout="mixed", duplicate_slice=4, compress=True, shuffle=True,
@@ -149,19 +151,11 @@ def generate(layout: Layout, s: Subject, i: int, args, encoding: dict) -> float:
 
 
 def run_baseline(rev: str, argv: list[str]) -> None:
-    """This script, with the same arguments, on the cinerecon of `rev` (a temporary worktree)."""
-    repo = Path(__file__).resolve().parents[1]
-    with tempfile.TemporaryDirectory() as tmp:
-        tree = Path(tmp) / "baseline"
-        subprocess.run(["git", "worktree", "add", "--detach", str(tree), rev], cwd=repo, check=True,
-                       capture_output=True)
-        try:
-            print(f"## baseline {rev}", flush=True)
-            # its cinerecon first on the path, ahead of the installed (this checkout's)
-            subprocess.run([sys.executable, __file__, *argv], check=True,
-                           env={**os.environ, "PYTHONPATH": str(tree)}, cwd=tree)
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=repo, check=False)
+    """This script, with the same arguments, on the cinerecon of `rev`."""
+    with worktree(rev) as tree:
+        print(f"## baseline {rev}", flush=True)
+        subprocess.run([sys.executable, __file__, *argv], check=True,
+                       env={**os.environ, "PYTHONPATH": str(tree)}, cwd=tree)
     print("\n## this checkout", flush=True)
 
 

@@ -40,7 +40,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from common import REPO, worktree  # benchmarks/common.py
 
 
 def plan(config: Path | None, *extra: str, repo: Path = REPO, profile_to: Path | None = None) -> dict:
@@ -187,15 +187,9 @@ def main() -> None:
           f"every method a NIfTI cohort runs; SLURM profile's groups", flush=True)
     rows, kinds = [], {}
     if args.baseline:
-        with tempfile.TemporaryDirectory() as tmp:
-            tree = Path(tmp) / "baseline"
-            subprocess.run(["git", "worktree", "add", "--detach", str(tree), args.baseline],
-                           cwd=REPO, check=True, capture_output=True)
-            try:
-                base_rows, kinds["baseline"] = curve(args.sizes, args, tree, f"baseline {args.baseline}")
-                rows += base_rows
-            finally:
-                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=False)
+        with worktree(args.baseline) as tree:
+            base_rows, kinds["baseline"] = curve(args.sizes, args, tree, f"baseline {args.baseline}")
+            rows += base_rows
     new_rows, kinds["this checkout"] = curve(args.sizes, args)
     rows += new_rows
     if args.explain:

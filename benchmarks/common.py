@@ -1,6 +1,10 @@
-"""Shared by the benchmark scripts: generate one synthetic subject and crop it; time a call."""
+"""Shared by the benchmark scripts: generate one synthetic subject and crop it; time a call;
+another revision's code to measure against (before/after in one run)."""
 
+import subprocess
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from cinerecon.io.subject import VIEWS
@@ -31,3 +35,20 @@ def timed(fn, device="cpu") -> float:
     if device == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@contextmanager
+def worktree(rev: str):
+    """A temporary git worktree of this repository at revision `rev`: run its code with its
+    folder first on PYTHONPATH (ahead of the installed cinerecon, this checkout's)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "baseline"
+        subprocess.run(["git", "worktree", "add", "--detach", str(tree), rev], cwd=REPO, check=True,
+                       capture_output=True)
+        try:
+            yield tree
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=False)
