@@ -495,6 +495,7 @@ def cohort(args, p: dict) -> dict:
         "frames": args.frames, "slices": z, "k": k,
         "ed_es": 2 * z,                                  # subject_slices: ED and ES, every slice
         "fine": 2 * len(fine_positions(z, k)),           # the shared fine grid at ED and ES
+        "fine_unique": 2 * ((z - 1) * k + 1),            # less its end slabs' copies (decode_codes)
         "heldout": 2 * len(interior_slices(z)),          # held-out interior slices at ED and ES
     }
 
@@ -577,7 +578,7 @@ def rows(p: dict, c: dict) -> list[dict]:
              [Work(diffusion_codes, {"method": method}, batch=bs), ddim_call],
              c["ed_es"], f"{c['ed_es']} ED/ES slices", every),
             (method, "recon_diffusion (decode)", method, f"fine slice: {ddim} DDIM steps + Seg", decode,
-             c["fine"], f"{c['fine']} fine slices (k={c['k']})", every),
+             c["fine_unique"], f"{c['fine_unique']} distinct fine slices (k={c['k']})", every),
             (method, "recon_diffusion (held-out)", method, f"held-out slice: {ddim} DDIM steps + Seg", decode,
              c["heldout"], f"{c['heldout']} held-out slices", lab_tests),
         ]

@@ -10,6 +10,7 @@ from cinerecon.latent.deeprecon_files import subject_slices
 from cinerecon.latent.dmcvr import (
     DiffusionShard,
     ModelGrid,
+    concatenate,
     decode_codes,
     encode_slices,
     diffusion_config,
@@ -18,6 +19,7 @@ from cinerecon.latent.dmcvr import (
     load_codes,
     morphology_shape,
     select,
+    unique_codes,
 )
 from cinerecon.models.diffusion import DiffAE
 from cinerecon.models.unet import UNet, UNetConfig
@@ -131,6 +133,22 @@ def test_a_bad_subject_fails_alone_in_its_pass(tmp_path):
     assert shard.result("A", "ED", "volume")[0].shape[0] == (4 - 1) * 4 + 1 + 2 * 2
     with pytest.raises(KeyError):
         shard.result("X", "ED", "volume")
+
+
+def test_equal_codes_are_decoded_once_and_copied():
+    c = fine_codes(codes(4), 4)  # the end slabs repeat the end slices' codes
+    first, inverse = unique_codes(c)
+    assert len(c["z_sem"]) == 3 * 4 + 1 + 2 * 2 and len(first) == 3 * 4 + 1
+    assert list(first) == sorted(first)
+    assert all(torch.equal(select(c, first)[n][inverse], c[n]) for n in ("z_sem", "x_T"))
+    seg = UNet(UNetConfig.tiny(depth=2)).eval()
+    model = DiffAE(diffusion_config(SETTINGS, 8, seg), seg_model=seg).eval()
+    c = encode_slices(model, np.random.default_rng(0).uniform(-1, 1, (3, 1, 8, 8)).astype(np.float32), 2, 4, "cpu")
+    both = concatenate([c, select(c, torch.tensor([2, 0]))])  # slices 0, 1, 2, then 2 and 0 again
+    decoded = decode_codes(model, both, 2, 4, "cpu")
+    np.testing.assert_array_equal(decoded[3], decoded[2])
+    np.testing.assert_array_equal(decoded[4], decoded[0])
+    np.testing.assert_allclose(decoded[:3], decode_codes(model, c, 2, 4, "cpu"), atol=1e-6)
 
 
 def test_config_pads_odd_crops_to_the_denoiser_multiple():
