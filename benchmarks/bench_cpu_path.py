@@ -1,8 +1,8 @@
 """CPU seconds per subject on the pipeline's CPU path at UK Biobank geometry (issue #23).
 
 Usage: python benchmarks/bench_cpu_path.py [--subjects 4] [--frames 50] [--plain]
-                                           [--labelled-test-fraction 0.002]
-                                           [--profile STEP] [--top 25] [--results DIR]
+                                           [--labelled-test-fraction 0.004]
+                                           [--profile STEP] [--top 25] [--results DIR] [--baseline REV]
 
 Generates --subjects synthetic subjects with the generator's defaults (UK Biobank geometry:
 SAX 208 x 180 px of 1.83 mm, 8 mm slices every 10 mm, 2ch/3ch/4ch LAX, 50 frames; labels
@@ -24,8 +24,8 @@ What a real UK Biobank cohort runs, and so the figures printed:
     and the reference phenotypes, without truth (real data has none: the workflow runs
     evaluate/reference_phenotypes with truth=HAS_TRUTH, false for UK Biobank).
 (c) synthetic cohorts only: the truth metrics and truth phenotypes (apart).
-(d) the cohort mean per subject: (a) + --labelled-test-fraction x (b) (default 0.002:
-    100 labelled test subjects in 50,000).
+(d) the cohort mean per subject: (a) + --labelled-test-fraction x (b) (default 0.004:
+    200 labelled test subjects in 50,000, the test fifth of UK Biobank's ~1,000 labelled).
 Every subject here is labelled and runs every step, so (a), (b) and (c) come from the same
 subjects. No network runs: the segmentation is the subject's aligned manual label cine
 (ED and ES only), in the place of the network's.
@@ -33,7 +33,8 @@ subjects. No network runs: the segmentation is the subject's aligned manual labe
 --profile STEP prints the top cProfile entries (by cumulative time) of that step over
 every subject. --results keeps the results folder there (default: a temporary folder); a
 folder kept by an earlier run with the same --subjects, --frames, --seed and encoding
-reuses its generated subjects (the timed steps rerun).
+reuses its generated subjects (the timed steps rerun). --baseline REV first runs the same
+benchmark on the code of git revision REV (a temporary worktree): before and after in one run.
 """
 
 import argparse
@@ -166,8 +167,8 @@ def main():
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--plain", action="store_true",
                         help="DICOM zips without the demo_dicom quirks: native pixels, one series per view")
-    parser.add_argument("--labelled-test-fraction", type=float, default=100 / 50_000,
-                        help="share of the cohort that is labelled test subjects (default 100 in 50,000)")
+    parser.add_argument("--labelled-test-fraction", type=float, default=200 / 50_000,
+                        help="share of the cohort that is labelled test subjects (default 200 in 50,000)")
     parser.add_argument("--profile", help="a step (e.g. align, 'cohort baseline cpd') to profile with cProfile")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--results", help="keep the results folder here")
