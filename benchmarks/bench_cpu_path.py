@@ -53,6 +53,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 import cinerecon.baselines.cpd  # noqa: F401  (imported lazily by the stages: kept out of the timing)
 import cinerecon.io.ukbb_dicom  # noqa: F401
@@ -81,8 +82,9 @@ from common import worktree  # benchmarks/common.py
 
 BUDGET_S = 10.0
 METHODS = ["nn", "linear", "sdf", "cpd"]
-QUIRKS = dict(sax_layout="mixed", lax_layout="mixed", duplicate_slice=4, compress=True, shuffle=True,
-              manifest_name="manifest.cvs")  # config/demo_dicom.yaml
+# the demo_dicom run's quirks, read from its config so the two never drift apart
+QUIRKS = yaml.safe_load((Path(__file__).resolve().parents[1] / "config/demo_dicom.yaml").read_text()
+                        )["cohort"]["synthetic"]["dicom"]
 PLAIN = dict(sax_layout="mixed", lax_layout="separate", compress=False)  # native pixels, a series per view
 CROP = (128, 128)  # the paper preset's sax_size and lax_size
 TARGET_SPACING_MM = 1.0

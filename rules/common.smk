@@ -105,9 +105,9 @@ def shards_with(subjects):
 
 
 def manifests(stage, subjects=None):
-    return [
-        manifest(stage, shard) for shard in shards_with(SUBJECTS if subjects is None else subjects)
-    ]
+    # every shard without a pass over every subject (this runs for dozens of stages)
+    shards = SHARDS if subjects is None else shards_with(subjects)
+    return [manifest(stage, shard) for shard in shards]
 
 
 def shard_job(subset=None):
